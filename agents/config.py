@@ -1,0 +1,158 @@
+"""The agent's one configuration file (TOML), validated with messages an installer can act on.
+
+Example (see deploy/agent/agent.toml.example and docs/agent.md)::
+
+    agent_id = "tq-08740-c01"
+    state_dir = "/var/lib/loa-agent"
+
+    [mqtt]
+    url = "mqtts://loa.example.gov.vn:8883"
+    password_file = "/etc/loa-agent/secret"   # the agent's own credential; mode 0600
+
+    [player]
+    backend = "alsa"            # or "file" (writes what it would play; tests and simulator)
+    device = "default"
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.errors import ConfigError
+from agents.protocol import valid_agent_id, valid_group_id
+
+_TOP_KEYS = {"agent_id", "state_dir", "mqtt", "http", "player", "agent"}
+_SECTION_KEYS = {
+    "mqtt": {"url", "username", "password", "password_file", "keepalive_s"},
+    "http": {"token", "token_file", "timeout_s"},
+    "player": {"backend", "sink", "device", "ffmpeg", "play_command"},
+    "agent": {"heartbeat_s", "groups", "outbox_resend_s"},
+}
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    agent_id: str
+    state_dir: Path
+    mqtt_url: str
+    mqtt_username: str | None
+    mqtt_password: str | None
+    token: str
+    """Per-agent secret: HTTP bearer token for audio, and the MQTT password unless one is given."""
+    player_backend: str = "file"
+    sink_path: Path | None = None
+    alsa_device: str = "default"
+    ffmpeg: str = "ffmpeg"
+    play_command: tuple[str, ...] = ("aplay", "-q")
+    keepalive_s: int = 30
+    heartbeat_s: float = 30.0
+    outbox_resend_s: float = 15.0
+    http_timeout_s: float = 30.0
+    groups: tuple[str, ...] = ()
+
+
+def load_config(path: Path) -> AgentConfig:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such configuration file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return parse_config(raw, base_dir=path.parent, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], *, base_dir: Path, source: str = "config") -> AgentConfig:
+    def fail(message: str) -> ConfigError:
+        return ConfigError(f"{source}: {message}")
+
+    unknown = set(raw) - _TOP_KEYS
+    if unknown:
+        raise fail(f"unknown key(s) {', '.join(sorted(unknown))}")
+    sections: dict[str, dict[str, Any]] = {}
+    for name, allowed in _SECTION_KEYS.items():
+        section = raw.get(name, {})
+        if not isinstance(section, dict):
+            raise fail(f"[{name}] must be a table")
+        extra = set(section) - allowed
+        if extra:
+            raise fail(f"unknown key(s) in [{name}]: {', '.join(sorted(extra))}")
+        sections[name] = section
+
+    def text(section: str, key: str, default: str | None = None) -> str | None:
+        value = sections[section].get(key, default) if section else raw.get(key, default)
+        if value is not None and not isinstance(value, str):
+            raise fail(f"{section + '.' if section else ''}{key} must be a string")
+        return value
+
+    def number(section: str, key: str, default: float, minimum: float) -> float:
+        value = sections[section].get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+            raise fail(f"{section}.{key} must be a number >= {minimum}")
+        return float(value)
+
+    def secret(section: str, key: str) -> str | None:
+        inline, file_key = text(section, key), text(section, f"{key}_file")
+        if inline and file_key:
+            raise fail(f"give either {section}.{key} or {section}.{key}_file, not both")
+        if file_key:
+            secret_path = (base_dir / file_key).resolve()
+            try:
+                mode = secret_path.stat().st_mode
+                value = secret_path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise fail(f"{section}.{key}_file {secret_path}: {exc.strerror}") from exc
+            if mode & (stat.S_IRWXG | stat.S_IRWXO):
+                raise fail(f"{secret_path} is readable by others; run: chmod 600 {secret_path}")
+            return value
+        return inline
+
+    agent_id = text("", "agent_id")
+    if not agent_id or not valid_agent_id(agent_id):
+        raise fail("agent_id is required: lowercase letters, digits, '-' or '_', at most 63 characters")
+    state_dir = text("", "state_dir")
+    if not state_dir:
+        raise fail("state_dir is required (where the plan, audio cache and outbox are kept)")
+    mqtt_url = text("mqtt", "url")
+    if not mqtt_url or not mqtt_url.startswith(("mqtt://", "mqtts://")):
+        raise fail("mqtt.url is required, e.g. mqtt://127.0.0.1:1883 or mqtts://broker:8883")
+    token = secret("http", "token")
+    if not token or len(token) < 16:
+        raise fail("http.token (or http.token_file) is required: the agent's secret, at least 16 characters")
+    backend = text("player", "backend", "alsa")
+    if backend not in ("alsa", "file"):
+        raise fail("player.backend must be 'alsa' or 'file'")
+    sink = text("player", "sink")
+    if backend == "file" and not sink:
+        raise fail("player.sink is required with the file backend")
+    groups = sections["agent"].get("groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, str) and valid_group_id(g) for g in groups):
+        raise fail("agent.groups must be a list of group ids (lowercase letters, digits, '.', '-', '_')")
+    play_command = sections["player"].get("play_command", ["aplay", "-q"])
+    if not isinstance(play_command, list) or not play_command or not all(isinstance(p, str) for p in play_command):
+        raise fail("player.play_command must be a non-empty list of strings")
+    password = secret("mqtt", "password")
+    return AgentConfig(
+        agent_id=agent_id,
+        state_dir=(base_dir / state_dir).resolve(),
+        mqtt_url=mqtt_url,
+        mqtt_username=text("mqtt", "username") or agent_id,
+        mqtt_password=password if password is not None else token,
+        token=token,
+        player_backend=backend,
+        sink_path=(base_dir / sink).resolve() if sink else None,
+        alsa_device=text("player", "device", "default") or "default",
+        ffmpeg=text("player", "ffmpeg", os.environ.get("LOA_FFMPEG", "ffmpeg")) or "ffmpeg",
+        play_command=tuple(play_command),
+        keepalive_s=int(number("mqtt", "keepalive_s", 30, 5)),
+        heartbeat_s=number("agent", "heartbeat_s", 30.0, 0.2),
+        outbox_resend_s=number("agent", "outbox_resend_s", 15.0, 0.2),
+        http_timeout_s=number("http", "timeout_s", 30.0, 1.0),
+        groups=tuple(groups),
+    )

@@ -1,0 +1,65 @@
+"""Many agents in one process: the same `Agent` core, a file sink per agent, one event loop.
+
+Used by `loa sim`, the demo and the benchmarks, so load tests exercise the real agent logic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from agents.config import AgentConfig
+from agents.runtime import AgentRuntime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SimulatedAgent:
+    agent_id: str
+    token: str
+
+
+def sim_config(agent: SimulatedAgent, *, root: Path, mqtt_url: str, heartbeat_s: float = 30.0) -> AgentConfig:
+    state_dir = root / agent.agent_id
+    return AgentConfig(agent_id=agent.agent_id, state_dir=state_dir, mqtt_url=mqtt_url,
+                       mqtt_username=agent.agent_id, mqtt_password=agent.token, token=agent.token,
+                       player_backend="file", sink_path=state_dir / "sink.jsonl", heartbeat_s=heartbeat_s)
+
+
+class Simulator:
+    def __init__(self, configs: list[AgentConfig], *, ramp_per_s: float = 200.0) -> None:
+        self._configs = configs
+        self._ramp_per_s = ramp_per_s
+        self.runtimes: list[AgentRuntime] = []
+        self._http: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        # One connection pool for all simulated agents, as a real fleet shares the server's capacity.
+        self._http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50))
+        for index, config in enumerate(self._configs):
+            runtime = AgentRuntime(config, http=self._http)
+            await runtime.start()
+            self.runtimes.append(runtime)
+            # Ramp connections: a broker's listen backlog (100 on Mosquitto) overflows otherwise.
+            if self._ramp_per_s and (index + 1) % 50 == 0:
+                await asyncio.sleep(50 / self._ramp_per_s)
+
+    async def wait_connected(self, timeout_s: float = 30.0) -> int:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while asyncio.get_running_loop().time() < deadline:
+            connected = sum(1 for r in self.runtimes if r.link is not None and r.link.connected)
+            if connected == len(self.runtimes):
+                return connected
+            await asyncio.sleep(0.1)
+        return sum(1 for r in self.runtimes if r.link is not None and r.link.connected)
+
+    async def stop(self) -> None:
+        for runtime in self.runtimes:
+            await runtime.stop()
+        if self._http is not None:
+            await self._http.aclose()
