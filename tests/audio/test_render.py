@@ -1,0 +1,104 @@
+"""Rendering spoken text into the distribution MP3."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from audio.errors import TranscodeError, TtsError
+from audio.ffmpeg import AudioSegment, decode_bytes
+from audio.render import DISTRIBUTION, RenderedAudio, encode_distribution, render_speech
+from audio.tts import EspeakEngine, Speech, TtsChain
+
+
+def _sine(freq: int, duration_ms: int, volume: float) -> AudioSegment:
+    from pydub.generators import Sine  # after audio.ffmpeg, which silences pydub's import warning
+
+    return Sine(freq, sample_rate=44100).to_audio_segment(duration=duration_ms, volume=volume)
+
+
+TEXT = (
+    "Kính thưa bà con, Ủy ban nhân dân xã thông báo lịch tiêm chủng mở rộng tháng này. "
+    "Đề nghị các hộ gia đình đưa trẻ đến trạm y tế xã vào sáng thứ bảy."
+)
+
+
+class _ToneEngine:
+    """A deterministic engine: 2 s of loud stereo 44.1 kHz tone, whatever the text."""
+
+    name = "tone"
+
+    def synthesize(self, text: str) -> Speech:
+        tone = _sine(330, 2000, 0.0).set_channels(2)
+        return Speech(audio=tone, engine=self.name, voice="a4")
+
+
+@pytest.fixture(scope="module")
+def espeak_render() -> RenderedAudio:
+    return render_speech(TEXT, TtsChain([EspeakEngine()]))
+
+
+def test_render_decodes_back_as_distribution_format(espeak_render: RenderedAudio) -> None:
+    decoded = decode_bytes(espeak_render.data, "mp3")
+    assert (decoded.channels, decoded.frame_rate) == (DISTRIBUTION.channels, DISTRIBUTION.sample_rate)
+    assert abs(len(decoded) - espeak_render.duration_ms) <= 100
+    assert espeak_render.sha256 == hashlib.sha256(espeak_render.data).hexdigest()
+    assert (espeak_render.engine, espeak_render.voice, espeak_render.mime) == (
+        "espeak-ng",
+        "vi",
+        "audio/mpeg",
+    )
+    assert espeak_render.data[:3] == b"ID3" or espeak_render.data[0] == 0xFF
+
+
+def test_render_adds_lead_in_and_tail_and_peaks_at_minus_one(espeak_render: RenderedAudio) -> None:
+    decoded = decode_bytes(espeak_render.data, "mp3")
+    speech_ms = len(EspeakEngine().synthesize(TEXT).audio)
+    assert abs(espeak_render.duration_ms - (600 + speech_ms + 400)) <= 100
+    assert decoded[:550].max_dBFS < -50  # the amplifier's settling time stays silent
+    assert -2.0 <= decoded.max_dBFS <= 0.0
+
+
+def test_render_duration_is_exact_for_known_audio() -> None:
+    rendered = render_speech("anything", TtsChain([_ToneEngine()]), lead_in_ms=1000, tail_ms=500)
+    assert abs(rendered.duration_ms - 3500) <= 100
+    decoded = decode_bytes(rendered.data, "mp3")
+    assert (decoded.channels, decoded.frame_rate) == (1, 32000)
+    assert abs(len(decoded) - 3500) <= 100
+    assert rendered.engine == "tone"
+    # 64 kbit/s constant bitrate (plus a few hundred bytes of headers)
+    kbps = len(rendered.data) * 8 / rendered.duration_ms
+    assert 60 <= kbps <= 70
+
+
+def test_encode_distribution_normalises_loud_and_quiet_input() -> None:
+    quiet = _sine(440, 1000, -30.0)
+    decoded = decode_bytes(encode_distribution(quiet), "mp3")
+    assert -2.0 <= decoded.max_dBFS <= 0.0
+    silent = decode_bytes(encode_distribution(AudioSegment.silent(1000, 22050)), "mp3")
+    assert silent.max_dBFS < -60
+
+
+def test_encode_distribution_rejects_empty_audio() -> None:
+    with pytest.raises(TranscodeError):
+        encode_distribution(AudioSegment.empty())
+
+
+def test_render_propagates_tts_failure_and_checks_padding() -> None:
+    class Broken:
+        name = "broken"
+
+        def synthesize(self, text: str) -> Speech:
+            raise TtsError("no voice")
+
+    with pytest.raises(TtsError, match="broken: no voice"):
+        render_speech(TEXT, TtsChain([Broken()]))
+    with pytest.raises(ValueError):
+        render_speech(TEXT, TtsChain([_ToneEngine()]), lead_in_ms=-1)
+
+
+def test_same_audio_encodes_to_the_same_bytes() -> None:
+    # The store is content-addressed, so identical input must give an identical file.
+    tone = _sine(440, 1500, -3.0)
+    assert encode_distribution(tone) == encode_distribution(tone)
