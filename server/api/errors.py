@@ -1,0 +1,31 @@
+"""Where Loa's errors become HTTP statuses (and nowhere else)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from schedules.errors import LoaError, ScheduleError
+from server.errors import ConfigError, Conflict, Forbidden, Invalid, NotFound, Unauthorized
+
+_STATUS: list[tuple[type[LoaError], int]] = [
+    (Unauthorized, 401), (Forbidden, 403), (NotFound, 404), (Conflict, 409), (Invalid, 422),
+    (ScheduleError, 422), (ConfigError, 500),
+]
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(LoaError)
+    async def _loa_error(request: Request, exc: LoaError) -> JSONResponse:
+        status = next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+            problems.append({"field": where, "message": error.get("msg", "invalid")})
+        readable = "; ".join(f"{p['field']}: {p['message']}" if p["field"] else p["message"] for p in problems)
+        return JSONResponse({"detail": readable, "errors": problems}, status_code=422)

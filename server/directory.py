@@ -1,0 +1,160 @@
+"""Areas, users, login sessions and devices: who and what exists, and who may see it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from schedules import Area as AreaValue
+from schedules import AreaId, AreaTree
+from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from server.models import Area, Device, DeviceStatus, LoginSession, RoleGrant, User
+from server.permissions import Action, Grant, Principal, Role
+from server.security import hash_password, new_token, token_digest, verify_password
+
+
+def load_tree(db: Session) -> AreaTree:
+    rows = db.scalars(select(Area)).all()
+    return AreaTree(AreaValue(id=AreaId(a.id), parent_id=AreaId(a.parent_id) if a.parent_id else None,
+                              code=a.code, name=a.name, kind=a.kind) for a in rows)
+
+
+# --- areas ------------------------------------------------------------------------------------------
+
+def create_area(db: Session, *, code: str, name: str, kind: str, parent_code: str | None) -> Area:
+    parent_id = None
+    if parent_code is not None:
+        parent = db.scalar(select(Area).where(Area.code == parent_code))
+        if parent is None:
+            raise NotFound(f"no area with code {parent_code}")
+        parent_id = parent.id
+    if db.scalar(select(Area).where(Area.code == code)) is not None:
+        raise Conflict(f"an area with code {code} already exists")
+    area = Area(code=code, name=name, kind=kind, parent_id=parent_id)
+    db.add(area)
+    db.flush()
+    return area
+
+
+def area_by_code(db: Session, code: str) -> Area:
+    area = db.scalar(select(Area).where(Area.code == code))
+    if area is None:
+        raise NotFound(f"no area with code {code}")
+    return area
+
+
+def visible_areas(db: Session, principal: Principal) -> list[Area]:
+    tree = load_tree(db)
+    ids = principal.areas_for(Action.VIEW, tree)
+    return list(db.scalars(select(Area).where(Area.id.in_(ids)).order_by(Area.code)).all())
+
+
+# --- users and sessions ------------------------------------------------------------------------------
+
+def create_user(db: Session, *, username: str, password: str, full_name: str,
+                grants: list[tuple[Role, int]]) -> User:
+    if db.scalar(select(User).where(User.username == username)) is not None:
+        raise Conflict(f"user {username} already exists")
+    if len(password) < 8:
+        raise Invalid("password must have at least 8 characters")
+    user = User(username=username, full_name=full_name, password_hash=hash_password(password))
+    user.grants = [RoleGrant(role=str(role), area_id=area_id) for role, area_id in grants]
+    db.add(user)
+    db.flush()
+    return user
+
+
+def principal_of(user: User) -> Principal:
+    return Principal(user_id=user.id, username=user.username, full_name=user.full_name,
+                     grants=tuple(Grant(role=Role(g.role), area_id=AreaId(g.area_id)) for g in user.grants))
+
+
+@dataclass(frozen=True)
+class NewSession:
+    token: str
+    csrf_token: str
+    expires_at: datetime
+    principal: Principal
+
+
+def login(db: Session, *, username: str, password: str, now: datetime, lifetime: timedelta) -> NewSession:
+    user = db.scalar(select(User).where(User.username == username))
+    # Verify against a dummy hash when the user is unknown so timing does not reveal which users exist.
+    valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
+    if user is None or not valid or not user.is_active:
+        raise Unauthorized("wrong username or password")
+    token, csrf = new_token(), new_token()
+    db.execute(delete(LoginSession).where(LoginSession.expires_at < now))
+    db.add(LoginSession(token_hash=token_digest(token), user_id=user.id, csrf_token=csrf,
+                        created_at=now, expires_at=now + lifetime))
+    return NewSession(token=token, csrf_token=csrf, expires_at=now + lifetime, principal=principal_of(user))
+
+
+_DUMMY_HASH = hash_password("not-a-real-password-just-for-timing")
+
+
+@dataclass(frozen=True)
+class ActiveSession:
+    principal: Principal
+    csrf_token: str
+
+
+def resolve_session(db: Session, token: str, now: datetime) -> ActiveSession:
+    row = db.get(LoginSession, token_digest(token))
+    if row is None or row.expires_at < now:
+        raise Unauthorized("session expired; please log in again")
+    user = db.get(User, row.user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("account disabled")
+    return ActiveSession(principal=principal_of(user), csrf_token=row.csrf_token)
+
+
+def logout(db: Session, token: str) -> None:
+    db.execute(delete(LoginSession).where(LoginSession.token_hash == token_digest(token)))
+
+
+# --- devices ----------------------------------------------------------------------------------------
+
+def register_device(db: Session, principal: Principal | None, *, agent_id: str, name: str, area_code: str,
+                    latitude: float | None = None, longitude: float | None = None) -> tuple[Device, str]:
+    """Create a device and return it with its secret (shown once; only its digest is stored)."""
+    area = area_by_code(db, area_code)
+    if principal is not None and not principal.can(Action.MANAGE, AreaId(area.id), load_tree(db)):
+        raise Forbidden("registering devices here needs the admin role on this area")
+    if db.scalar(select(Device).where(Device.agent_id == agent_id)) is not None:
+        raise Conflict(f"device {agent_id} is already registered")
+    token = new_token()
+    device = Device(agent_id=agent_id, name=name, area_id=area.id, token_hash=token_digest(token),
+                    latitude=latitude, longitude=longitude)
+    db.add(device)
+    db.flush()
+    db.add(DeviceStatus(device_id=device.id))
+    return device, token
+
+
+def device_by_token(db: Session, token: str) -> Device | None:
+    return db.scalar(select(Device).where(Device.token_hash == token_digest(token)))
+
+
+def visible_devices(db: Session, principal: Principal) -> list[tuple[Device, DeviceStatus | None, Area]]:
+    tree = load_tree(db)
+    ids = principal.areas_for(Action.VIEW, tree)
+    rows = db.execute(
+        select(Device, DeviceStatus, Area)
+        .join(Area, Area.id == Device.area_id)
+        .outerjoin(DeviceStatus, DeviceStatus.device_id == Device.id)
+        .where(Device.area_id.in_(ids))
+        .order_by(Area.code, Device.agent_id)
+    ).all()
+    return [(d, s, a) for d, s, a in rows]
+
+
+def get_visible_device(db: Session, principal: Principal, agent_id: str) -> Device:
+    device = db.scalar(select(Device).where(Device.agent_id == agent_id))
+    # A device outside the user's areas is reported as absent, so its existence does not leak.
+    if device is None or not principal.can(Action.VIEW, AreaId(device.area_id), load_tree(db)):
+        raise NotFound(f"no device {agent_id}")
+    return device

@@ -1,0 +1,218 @@
+"""Database tables (SQLAlchemy 2). Schema changes go through Alembic (server/migrations).
+
+All times are stored as timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Stores aware datetimes as UTC and always returns them aware (SQLite forgets the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; use UTC-aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: dict[Any, Any] = {datetime: UtcDateTime, dict[str, Any]: JSON}
+
+
+class Area(Base):
+    """A node of the administrative tree: province, (former) district, commune, village, group."""
+
+    __tablename__ = "areas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(16))
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    grants: Mapped[list[RoleGrant]] = relationship(back_populates="user", cascade="all, delete-orphan",
+                                                   lazy="selectin")
+
+
+class RoleGrant(Base):
+    """A role held on an area and everything below it."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (UniqueConstraint("user_id", "role", "area_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    role: Mapped[str] = mapped_column(String(16))
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"))
+    user: Mapped[User] = relationship(back_populates="grants")
+
+
+class LoginSession(Base):
+    __tablename__ = "login_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+
+
+class Device(Base):
+    """A loudspeaker cluster: one agent on one Raspberry Pi."""
+
+    __tablename__ = "devices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """sha256 of the agent's secret; the secret itself is shown once, at registration."""
+    latitude: Mapped[float | None] = mapped_column(default=None)
+    longitude: Mapped[float | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeviceStatus(Base):
+    """What the server last learned of a device over MQTT (one row per device)."""
+
+    __tablename__ = "device_status"
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="unknown")
+    session: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_seen_at: Mapped[datetime | None] = mapped_column(default=None)
+    changed_at: Mapped[datetime | None] = mapped_column(default=None)
+    agent_version: Mapped[str] = mapped_column(String(64), default="")
+    now_playing: Mapped[str | None] = mapped_column(String(128), default=None)
+    heartbeat: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    plan_version_acked: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AudioAsset(Base):
+    """A content-addressed audio file in the distribution format."""
+
+    __tablename__ = "audio_assets"
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    duration_ms: Mapped[int] = mapped_column(Integer)
+    mime: Mapped[str] = mapped_column(String(64))
+    engine: Mapped[str] = mapped_column(String(32), default="")
+    voice: Mapped[str] = mapped_column(String(64), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Announcement(Base):
+    """Content: a text bulletin turned into speech (or, later, an upload or a relay)."""
+
+    __tablename__ = "announcements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    text: Mapped[str] = mapped_column(Text)
+    spoken_text: Mapped[str] = mapped_column(Text, default="")
+    audio_sha256: Mapped[str | None] = mapped_column(ForeignKey("audio_assets.sha256"), default=None)
+    audio_status: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending → ready | failed."""
+    audio_error: Mapped[str] = mapped_column(Text, default="")
+    engine: Mapped[str] = mapped_column(String(32), default="")
+    voice: Mapped[str] = mapped_column(String(64), default="")
+    fallback_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    review_status: Mapped[str] = mapped_column(String(16), default="submitted")
+    """submitted → approved | rejected."""
+    review_comment: Mapped[str] = mapped_column(Text, default="")
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    audio: Mapped[AudioAsset | None] = relationship(lazy="joined")
+
+
+class Broadcast(Base):
+    """One airing of an announcement at a wall-clock time for a set of targets."""
+
+    __tablename__ = "broadcasts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    announcement_id: Mapped[int] = mapped_column(ForeignKey("announcements.id"), index=True)
+    priority: Mapped[str] = mapped_column(String(16), default="normal")
+    play_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")
+    """scheduled | cancelled."""
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    announcement: Mapped[Announcement] = relationship(lazy="joined")
+    targets: Mapped[list[BroadcastTarget]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class BroadcastTarget(Base):
+    __tablename__ = "broadcast_targets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True)
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), default=None)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), default=None)
+
+
+class AgentPlan(Base):
+    """The last plan published to a device: its version and a fingerprint of its content."""
+
+    __tablename__ = "agent_plans"
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    payload: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    published_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class AsRunEntry(Base):
+    """What a device reports it did with a plan item. ``event_id`` makes redelivery harmless."""
+
+    __tablename__ = "as_run"
+    __table_args__ = (Index("ix_as_run_device_at", "device_id", "at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(64), unique=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), index=True, default=None)
+    item_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column()
+    scheduled_at: Mapped[datetime] = mapped_column()
+    audio_sha256: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,101 @@
+"""Server settings: environment variables (``LOA_*``) over an optional TOML file, validated at start.
+
+Defaults are the embedded ones (SQLite, in-process broker, offline-capable TTS) so that ``./loa demo``
+needs nothing installed; production sets a PostgreSQL URL, an external broker and a real secret.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from server.errors import ConfigError
+
+DEV_SECRET = "dev-only-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LOA_", extra="forbid")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    """Empty means SQLite in ``data_dir``."""
+    broker_url: str = "mqtt://127.0.0.1:1884"
+    broker_username: str | None = None
+    broker_password: str | None = None
+    embedded_broker: bool = True
+    """Start an amqtt broker in-process on broker_url's address (fine for a commune or small district)."""
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8000, ge=1, le=65535)
+    public_url: str = ""
+    """Base URL agents use to download audio; empty means http://http_host:http_port."""
+    secret_key: str = DEV_SECRET
+    timezone: str = "Asia/Ho_Chi_Minh"
+    horizon_hours: int = Field(default=48, ge=1, le=24 * 14)
+    tts_online: bool = True
+    """Try gTTS first; the offline espeak-ng voice is always the fallback."""
+    gtts_timeout_s: float = Field(default=6.0, gt=0, le=60)
+    espeak_voice: str = "vi"
+    server_id: str = "loa-server"
+    session_hours: int = Field(default=12, ge=1, le=24 * 30)
+    play_lead_s: float = Field(default=2.0, ge=0, le=60)
+    """How far ahead of 'now' an immediate broadcast is placed so all agents start in step."""
+
+    @field_validator("broker_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
+            raise ValueError("must look like mqtt://host:port or mqtts://host:port")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite", "postgresql")):
+            raise ValueError("only sqlite:/// and postgresql+psycopg:// URLs are supported")
+        return value
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> Settings:
+        if self.environment == "production":
+            if self.secret_key == DEV_SECRET or len(self.secret_key) < 32:
+                raise ValueError("secret_key must be set to 32+ random characters in production")
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'loa.sqlite3').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.http_host}:{self.http_port}").rstrip("/")
+
+    @property
+    def audio_dir(self) -> Path:
+        return self.data_dir / "audio"
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the TOML file (if any), then environment variables, then explicit overrides."""
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values = tomllib.loads(config_file.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{config_file}: no such configuration file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file}: not valid TOML: {exc}") from exc
+    try:
+        env_only = Settings()  # environment variables and defaults
+        merged = {**values, **{k: v for k, v in env_only.model_dump().items() if k in env_only.model_fields_set}}
+        return Settings.model_validate({**merged, **overrides})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'settings'}: {e['msg']}" for e in exc.errors())
+        raise ConfigError(f"invalid settings: {problems}") from exc
