@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from schedules import AreaId, Device, DeviceAgentId, ScheduleError, resolve_targets
 from server.content import get_announcement
-from server.directory import load_tree
+from server.directory import load_tree, require
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.models import Area, Broadcast, BroadcastTarget
 from server.models import Device as DeviceRow
@@ -43,10 +43,9 @@ def create_broadcast(db: Session, principal: Principal, *, announcement_id: int,
     area_ids: list[AreaId] = []
     for code in dict.fromkeys(area_codes):
         area = db.scalar(select(Area).where(Area.code == code))
-        if area is None or not principal.can(Action.VIEW, AreaId(area.id), tree):
+        if area is None:
             raise NotFound(f"no area {code}")
-        if not principal.can(Action.SCHEDULE, AreaId(area.id), tree):
-            raise Forbidden(f"you may not schedule broadcasts for area {code}")
+        require(principal, Action.SCHEDULE, area, tree, f"you may not schedule broadcasts for area {code}")
         area_ids.append(AreaId(area.id))
         targets.append(BroadcastTarget(area_id=area.id))
     device_rows = {d.agent_id: d for d in db.scalars(select(DeviceRow)).all()}

@@ -20,7 +20,7 @@ from audio.store import AudioStore
 from audio.tts import TtsChain
 from schedules import AreaId
 from server.db import Database
-from server.directory import area_by_code, load_tree
+from server.directory import area_by_code, load_tree, require
 from server.errors import Conflict, Forbidden, NotFound
 from server.models import Announcement, AudioAsset, utcnow
 from server.permissions import Action, Principal
@@ -32,8 +32,7 @@ PRIMARY_ENGINE = "gtts"
 
 def create_announcement(db: Session, principal: Principal, *, title: str, text: str, area_code: str) -> Announcement:
     area = area_by_code(db, area_code)
-    if not principal.can(Action.EDIT_CONTENT, AreaId(area.id), load_tree(db)):
-        raise Forbidden("writing announcements here needs the editor role on this area")
+    require(principal, Action.EDIT_CONTENT, area, load_tree(db), "writing announcements needs the editor role here")
     announcement = Announcement(area_id=area.id, title=title, text=text, spoken_text=normalize(text),
                                 created_by=principal.user_id, review_status="submitted", audio_status="pending")
     db.add(announcement)

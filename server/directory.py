@@ -22,6 +22,14 @@ def load_tree(db: Session) -> AreaTree:
                               code=a.code, name=a.name, kind=a.kind) for a in rows)
 
 
+def require(principal: Principal, action: Action, area: Area, tree: AreaTree, refusal: str) -> None:
+    """Raise NotFound when the user may not even see the area (nothing leaks), Forbidden otherwise."""
+    if not principal.can(Action.VIEW, AreaId(area.id), tree):
+        raise NotFound(f"no area {area.code}")
+    if not principal.can(action, AreaId(area.id), tree):
+        raise Forbidden(refusal)
+
+
 # --- areas ------------------------------------------------------------------------------------------
 
 def create_area(db: Session, *, code: str, name: str, kind: str, parent_code: str | None) -> Area:
@@ -122,8 +130,8 @@ def register_device(db: Session, principal: Principal | None, *, agent_id: str, 
                     latitude: float | None = None, longitude: float | None = None) -> tuple[Device, str]:
     """Create a device and return it with its secret (shown once; only its digest is stored)."""
     area = area_by_code(db, area_code)
-    if principal is not None and not principal.can(Action.MANAGE, AreaId(area.id), load_tree(db)):
-        raise Forbidden("registering devices here needs the admin role on this area")
+    if principal is not None:
+        require(principal, Action.MANAGE, area, load_tree(db), "registering devices needs the admin role here")
     if db.scalar(select(Device).where(Device.agent_id == agent_id)) is not None:
         raise Conflict(f"device {agent_id} is already registered")
     token = new_token()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from schedules import AreaId
 from server.api.deps import CurrentPrincipal, DbSession
 from server.api.schemas import AreaCreate, AreaPublic
-from server.directory import area_by_code, create_area, load_tree, visible_areas
+from server.directory import area_by_code, create_area, load_tree, require, visible_areas
 from server.errors import Forbidden
 from server.permissions import Action
 
@@ -24,7 +23,6 @@ def post_area(body: AreaCreate, db: DbSession, principal: CurrentPrincipal) -> A
     if body.parent_code is None:
         raise Forbidden("only the installation can create root areas")
     parent = area_by_code(db, body.parent_code)
-    if not principal.can(Action.MANAGE, AreaId(parent.id), load_tree(db)):
-        raise Forbidden("adding areas here needs the admin role")
+    require(principal, Action.MANAGE, parent, load_tree(db), "adding areas here needs the admin role")
     area = create_area(db, code=body.code, name=body.name, kind=body.kind, parent_code=body.parent_code)
     return AreaPublic.model_validate(area)
