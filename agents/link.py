@@ -247,7 +247,7 @@ class MqttLink:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
-            self._on_message_cb(message.topic, message.payload)
+            self._on_message_cb(message.topic, bytes(message.payload))
         except Exception:
             # A handler bug must not take the connection down with it.
             log.exception("message handler of %s failed on %s", self._client_id, message.topic)

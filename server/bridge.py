@@ -129,14 +129,10 @@ class MqttBridge:
         assert self._link is not None
         online = ServerState(state="online", session=self._session)
         self._link.publish(Topics.SERVER_STATE, encode(online), qos=1, retain=True)
-        link = self._link
-
         def republish() -> None:
             plans = self._current_plans()
-            if self._loop is not None:
-                for plan in plans:
-                    self._loop.call_soon_threadsafe(
-                        lambda p=plan: link.publish(Topics.plan(p.agent_id), p.payload, qos=1, retain=True))
+            for plan in plans:
+                self._publish(Topics.plan(plan.agent_id), plan.payload, retain=True)
 
         threading.Thread(target=republish, name="plan-republish", daemon=True).start()
 
