@@ -170,7 +170,7 @@ async def test_restart_during_playback_reports_interruption_and_plays_the_next(t
     first.agent.on_message(Topics.plan(AGENT), plan(1, long_item, next_item))
     await settle(0.3)
     # Simulate a crash: drop the tasks without letting the agent record anything.
-    for task in first.agent._tasks:  # noqa: SLF001 - a crash gives no chance to clean up
+    for task in first.agent._tasks:
         task.cancel()
     first.journal.stop()
     await first.http.aclose()
