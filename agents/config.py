@@ -16,6 +16,7 @@ Example (see deploy/agent/agent.toml.example and docs/agent.md)::
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 import tomllib
@@ -93,7 +94,8 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, source: str = "config")
 
     def number(section: str, key: str, default: float, minimum: float) -> float:
         value = sections[section].get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        if (isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+                or value < minimum):
             raise fail(f"{section}.{key} must be a number >= {minimum}")
         return float(value)
 

@@ -23,8 +23,8 @@ from schedules.model import Priority
 
 SCHEMA_VERSION = 1
 ROOT = "loa/v1"
-MAX_PAYLOAD_BYTES = 512 * 1024
-"""Plans for a 48 h horizon are a few tens of kilobytes; anything far larger is refused unread."""
+MAX_PAYLOAD_BYTES = 1024 * 1024
+"""Plans for a 48 h horizon are a few tens of kilobytes (2,000 items fit); anything larger is refused unread."""
 
 AgentId = NewType("AgentId", str)
 """A stable hardware-derived identity (e.g. ``tq-08740-c01``), never an IP address."""
@@ -194,6 +194,16 @@ def _sha256(data: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def _groups(data: Mapping[str, Any]) -> tuple[str, ...]:
+    groups = _get(data, "groups", list, optional=True) or []
+    if len(groups) > 64:
+        raise ProtocolError("at most 64 groups")
+    for group in groups:
+        if not isinstance(group, str) or not valid_group_id(group):
+            raise ProtocolError(f"invalid group id {group!r}")
+    return tuple(groups)
+
+
 def _priority(data: Mapping[str, Any], name: str = "priority") -> Priority:
     value = _str(data, name, max_len=16)
     try:
@@ -255,7 +265,7 @@ class PlanItem:
                    title=_str(data, "title", max_len=300, optional=True),
                    priority=_priority(data), play_at=parse_time(data.get("play_at"), "play_at"),
                    audio=AudioRef.from_dict(data.get("audio")),
-                   max_late_ms=_int(data, "max_late_ms", optional=True) or 30_000)
+                   max_late_ms=_int(data, "max_late_ms") if data.get("max_late_ms") is not None else 30_000)
 
 
 @dataclass(frozen=True)
@@ -280,13 +290,9 @@ class Plan:
         items = _get(data, "items", list)
         if len(items) > 2000:
             raise ProtocolError("a plan may hold at most 2000 items")
-        groups = _get(data, "groups", list, optional=True) or []
-        for group in groups:
-            if not isinstance(group, str) or not valid_group_id(group):
-                raise ProtocolError(f"invalid group id {group!r}")
         return cls(agent_id=_str(data, "agent_id", max_len=64), version=_int(data, "version"),
                    issued_at=parse_time(data.get("issued_at"), "issued_at"),
-                   items=tuple(PlanItem.from_dict(item) for item in items), groups=tuple(groups))
+                   items=tuple(PlanItem.from_dict(item) for item in items), groups=_groups(data))
 
 
 @dataclass(frozen=True)
@@ -356,7 +362,7 @@ class StateMessage:
                    session=_int(data, "session"), seq=_int(data, "seq", optional=True),
                    sent_at=parse_time(sent_at, "sent_at") if sent_at is not None else None,
                    agent_version=_str(data, "agent_version", max_len=64, optional=True),
-                   plan_version=_int(data, "plan_version", optional=True))
+                   plan_version=_int(data, "plan_version", optional=True), groups=_groups(data))
 
 
 @dataclass(frozen=True)
@@ -577,13 +583,14 @@ def decode(payload: bytes, *, expect: type[Message] | tuple[type[Message], ...] 
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ProtocolError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     try:
-        data = json.loads(payload)
+        # Decode explicitly: json.loads(bytes) would also accept UTF-16 and UTF-32.
+        data = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ProtocolError(f"payload is not UTF-8 JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise ProtocolError("payload must be a JSON object")
     schema = data.get("schema")
-    if schema != SCHEMA_VERSION:
+    if type(schema) is not int or schema != SCHEMA_VERSION:
         raise ProtocolError(f"unsupported schema version {schema!r} (this side speaks {SCHEMA_VERSION})")
     kind = data.get("type")
     decoder = _DECODERS.get(kind) if isinstance(kind, str) else None

@@ -260,7 +260,8 @@ class MqttBridge:
             rebirths.append(device.agent_id)
         if decision.changed or parsed.leaf in ("heartbeat", "event"):
             updates.append({"type": "device", "agent_id": device.agent_id, "state": status.state,
-                            "now_playing": status.now_playing, "session": status.session})
+                            "now_playing": status.now_playing, "session": status.session,
+                            "last_seen_at": status.last_seen_at.isoformat() if status.last_seen_at else None})
 
     def _store_event(self, db: Session, device: Device, event: AsRunEvent, status: DeviceStatus,
                      updates: list[dict[str, Any]]) -> None:
@@ -277,8 +278,9 @@ class MqttBridge:
             status.now_playing = event.item_id
         elif status.now_playing == event.item_id:
             status.now_playing = None
-        updates.append({"type": "asrun", "agent_id": device.agent_id, "kind": event.kind,
-                        "item_id": event.item_id, "broadcast_id": event.broadcast_id, "at": event.at.isoformat(),
+        updates.append({"type": "asrun", "event_id": event.event_id, "agent_id": device.agent_id,
+                        "kind": event.kind, "item_id": event.item_id, "broadcast_id": broadcast_id,
+                        "at": event.at.isoformat(),
                         "scheduled_at": event.scheduled_at.isoformat(), "detail": event.detail})
 
     # --- silence --------------------------------------------------------------------------------

@@ -85,6 +85,8 @@ def cancel_broadcast(db: Session, principal: Principal, broadcast_id: int) -> Br
     broadcast = get_broadcast(db, principal, broadcast_id)
     if not principal.can(Action.SCHEDULE, AreaId(broadcast.announcement.area_id), load_tree(db)):
         raise Forbidden("cancelling needs the editor role on this area")
+    if broadcast.status == "cancelled":
+        raise Conflict("the broadcast is already cancelled")
     broadcast.status = "cancelled"
     return broadcast
 

@@ -58,6 +58,8 @@ def review_announcement(db: Session, principal: Principal, announcement_id: int,
     announcement = get_announcement(db, principal, announcement_id)
     if not principal.can(Action.APPROVE, AreaId(announcement.area_id), load_tree(db)):
         raise Forbidden("reviewing needs the approver role on this area")
+    if announcement.created_by == principal.user_id:
+        raise Forbidden("an announcement must be reviewed by someone other than its author")
     if announcement.review_status != "submitted":
         raise Conflict(f"announcement is already {announcement.review_status}")
     if approve and announcement.audio_status != "ready":
