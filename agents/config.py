@@ -1,13 +1,16 @@
 """The agent's one configuration file (TOML), validated with messages an installer can act on.
 
-Example (see deploy/agent/agent.toml.example and docs/agent.md)::
+Example (every key: deploy/agent/agent.toml.example; operations: docs/operations.md)::
 
     agent_id = "tq-08740-c01"
     state_dir = "/var/lib/loa-agent"
 
     [mqtt]
     url = "mqtts://loa.example.gov.vn:8883"
-    password_file = "/etc/loa-agent/secret"   # the agent's own credential; mode 0600
+    ca_file = "/etc/loa-agent/province-ca.pem"   # optional: trust a private CA
+
+    [http]
+    token_file = "/etc/loa-agent/secret"   # the agent's own secret (also its MQTT password); mode 0600
 
     [player]
     backend = "alsa"            # or "file" (writes what it would play; tests and simulator)
@@ -29,7 +32,7 @@ from agents.protocol import valid_agent_id, valid_group_id
 
 _TOP_KEYS = {"agent_id", "state_dir", "mqtt", "http", "player", "agent"}
 _SECTION_KEYS = {
-    "mqtt": {"url", "username", "password", "password_file", "keepalive_s"},
+    "mqtt": {"url", "username", "password", "password_file", "keepalive_s", "ca_file"},
     "http": {"token", "token_file", "timeout_s"},
     "player": {"backend", "sink", "device", "ffmpeg", "play_command"},
     "agent": {"heartbeat_s", "groups", "outbox_resend_s"},
@@ -55,6 +58,7 @@ class AgentConfig:
     outbox_resend_s: float = 15.0
     http_timeout_s: float = 30.0
     groups: tuple[str, ...] = ()
+    mqtt_ca_file: Path | None = None
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -140,6 +144,9 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, source: str = "config")
     if not isinstance(play_command, list) or not play_command or not all(isinstance(p, str) for p in play_command):
         raise fail("player.play_command must be a non-empty list of strings")
     password = secret("mqtt", "password")
+    ca_file = text("mqtt", "ca_file")
+    if ca_file and not (base_dir / ca_file).is_file():
+        raise fail(f"mqtt.ca_file {base_dir / ca_file} does not exist")
     return AgentConfig(
         agent_id=agent_id,
         state_dir=(base_dir / state_dir).resolve(),
@@ -157,4 +164,5 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, source: str = "config")
         outbox_resend_s=number("agent", "outbox_resend_s", 15.0, 0.2),
         http_timeout_s=number("http", "timeout_s", 30.0, 1.0),
         groups=tuple(groups),
+        mqtt_ca_file=(base_dir / ca_file).resolve() if ca_file else None,
     )

@@ -135,15 +135,18 @@ class Agent:
 
     async def stop(self) -> None:
         tasks = [*self._tasks, *self._fetches.values()]
-        if self._running is not None:
-            self._running.cancel_kind = "interrupted"
-            self._running.cancel_detail = "agent stopped during playback"
-            tasks.append(self._running.task)
+        running = self._running
+        if running is not None:
+            running.cancel_kind = "interrupted"
+            running.cancel_detail = "agent stopped during playback"
+            tasks.append(running.task)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if running is not None:
+            self._settle(running)  # record it now, while the journal is still open
 
     # --- link callbacks -------------------------------------------------------------------------
 

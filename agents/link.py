@@ -37,9 +37,12 @@ class BrokerAddress:
     tls: bool = False
     username: str | None = None
     password: str | None = None
+    ca_file: str | None = None
+    """Trust this CA for mqtts:// instead of the system store (a province's private CA)."""
 
     @classmethod
-    def parse(cls, url: str, *, username: str | None = None, password: str | None = None) -> BrokerAddress:
+    def parse(cls, url: str, *, username: str | None = None, password: str | None = None,
+              ca_file: str | None = None) -> BrokerAddress:
         """``mqtt://[user:pass@]host[:port]`` or ``mqtts://…``; explicit credentials override the URL's."""
         parsed = urlparse(url)
         if parsed.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
@@ -53,7 +56,8 @@ class BrokerAddress:
             raise ConfigError(f"broker URL {url!r} has an invalid port") from exc
         return cls(host=parsed.hostname, port=port, tls=tls,
                    username=username if username is not None else (unquote(parsed.username or "") or None),
-                   password=password if password is not None else (unquote(parsed.password or "") or None))
+                   password=password if password is not None else (unquote(parsed.password or "") or None),
+                   ca_file=ca_file)
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ class MqttLink:
         if self._address.username:
             client.username_pw_set(self._address.username, self._address.password)
         if self._address.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=self._address.ca_file)
         client.max_inflight_messages_set(100)
         client.max_queued_messages_set(0)
         client.on_connect = self._on_connect

@@ -50,7 +50,8 @@ class AgentRuntime:
         settings = AgentSettings(agent_id=config.agent_id, heartbeat_s=config.heartbeat_s,
                                  outbox_resend_s=config.outbox_resend_s, groups=config.groups)
         address = BrokerAddress.parse(config.mqtt_url, username=config.mqtt_username,
-                                      password=config.mqtt_password)
+                                      password=config.mqtt_password,
+                                      ca_file=str(config.mqtt_ca_file) if config.mqtt_ca_file else None)
         agent: Agent
         link = MqttLink(client_id=f"loa-agent-{config.agent_id}", address=address,
                         on_message=lambda t, p: agent.on_message(t, p),

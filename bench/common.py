@@ -78,6 +78,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def summary(values: list[float]) -> str:
+    top = max(values) if values else float("nan")
+    mean = statistics.fmean(values) if values else float("nan")
     return (f"p50 {percentile(values, 50):7.1f} ms   p99 {percentile(values, 99):7.1f} ms   "
-            f"max {max(values) if values else float('nan'):7.1f} ms   mean {statistics.fmean(values) if values else 0:6.1f} ms"
-            f"   n={len(values)}")
+            f"max {top:7.1f} ms   mean {mean:6.1f} ms   n={len(values)}")

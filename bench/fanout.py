@@ -80,13 +80,19 @@ async def run(agents: int, rounds: int, broker_kind: str) -> dict[str, list[floa
             configs = [dataclasses.replace(sim_config(SimulatedAgent(f"bench-{i:05d}", "b" * 32), root=root / "a",
                                                       mqtt_url=url, heartbeat_s=3600), groups=(GROUP,))
                        for i in range(agents)]
+            # The publisher connects first: paho's threaded loop uses select(), which cannot watch a file
+            # descriptor above 1023, and a thousand agents open many descriptors.
+            publisher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-server")
+            host, port = url.removeprefix("mqtt://").split(":")
+            publisher.connect(host, int(port))
+            publisher.loop_start()
             simulator = Simulator(configs)
             raw_seen: dict[str, dict[str, float]] = {}
             await simulator.start()
             for runtime in simulator.runtimes:
                 link = runtime.link
                 assert link is not None
-                forward = link._on_message_cb  # noqa: SLF001 - the bench taps the link below the agent core
+                forward = link._on_message_cb
                 seen = raw_seen.setdefault(runtime.config.agent_id, {})
 
                 def tap(topic: str, payload: bytes, forward=forward, seen=seen) -> None:  # type: ignore[no-untyped-def]
@@ -95,16 +101,12 @@ async def run(agents: int, rounds: int, broker_kind: str) -> dict[str, list[floa
                         return
                     forward(topic, payload)
 
-                link._on_message_cb = tap  # noqa: SLF001
+                link._on_message_cb = tap
                 link.subscribe([(RAW_TOPIC, 1)])
             connected = await simulator.wait_connected(120)
             print(f"  {connected}/{agents} agents connected to {broker_kind}", flush=True)
             await asyncio.sleep(2.0)  # let subscriptions settle
 
-            publisher = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, client_id="bench-server")
-            host, port = url.removeprefix("mqtt://").split(":")
-            publisher.connect(host, int(port))
-            publisher.loop_start()
             latencies: dict[str, list[float]] = {"loa": [], "raw": []}
             try:
                 for _ in range(rounds):
@@ -121,7 +123,7 @@ async def run(agents: int, rounds: int, broker_kind: str) -> dict[str, list[floa
                     sent = time.time()
                     publisher.publish(Topics.group_command(GROUP), payload, qos=1)
                     agents_seen = [r.agent.stats.seen_commands for r in simulator.runtimes if r.agent]
-                    await _wait(lambda c=command.id: sum(c in s for s in agents_seen) >= connected, 30)
+                    await _wait(lambda c=command.id, a=agents_seen: sum(c in s for s in a) >= connected, 30)
                     latencies["loa"] += [(s[command.id] - sent) * 1000 for s in agents_seen if command.id in s]
                     await asyncio.sleep(1.0)
             finally:

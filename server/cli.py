@@ -19,6 +19,7 @@ from schedules.errors import LoaError
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def cmd_agent(args: argparse.Namespace) -> int:
@@ -55,6 +56,39 @@ def cmd_sim(args: argparse.Namespace) -> int:
 
     asyncio.run(run_sim(server=args.server, broker=args.broker, agents=args.agents, area=args.area,
                         username=args.username, password=args.password, state_dir=Path(args.state_dir)))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    sys.path.insert(0, os.getcwd())  # bench/ lives beside the packages, not inside them
+    module = importlib.import_module(f"bench.{args.name}")
+    module.main(list(args.bench_args))
+    return 0
+
+
+def cmd_admin_init(args: argparse.Namespace) -> int:
+    """Create the root area and its first administrator in an empty installation."""
+    import getpass
+
+    from server.db import Database
+    from server.directory import create_area, create_user
+    from server.permissions import Role
+    from server.settings import load_settings
+
+    settings = load_settings(Path(args.config) if args.config else None)
+    password = os.environ.get("LOA_ADMIN_PASSWORD") or getpass.getpass(f"Password for {args.username}: ")
+    database = Database(settings.effective_database_url)
+    database.start()
+    try:
+        with database.session() as db:
+            area = create_area(db, code=args.area_code, name=args.area_name, kind=args.kind, parent_code=None)
+            create_user(db, username=args.username, password=password, full_name=args.full_name,
+                        grants=[(Role.ADMIN, area.id)])
+    finally:
+        database.stop()
+    print(f"created area {args.area_code} and administrator {args.username}")
     return 0
 
 
@@ -115,6 +149,22 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--password", default=os.environ.get("LOA_SIM_PASSWORD", ""))
     sim.add_argument("--state-dir", default="var/sim")
     sim.set_defaults(func=cmd_sim)
+
+    bench = sub.add_parser("bench", help="run a benchmark from bench/ (arguments go to it)")
+    bench.add_argument("name", nargs="?", default="fanout", choices=("fanout",))
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=cmd_bench)
+
+    admin = sub.add_parser("admin", help="installation tasks")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    init = admin_sub.add_parser("init", help="create the root area and its first administrator")
+    init.add_argument("--config", help="server settings file")
+    init.add_argument("--area-code", required=True)
+    init.add_argument("--area-name", required=True)
+    init.add_argument("--kind", default="province", choices=("province", "district", "commune"))
+    init.add_argument("--username", default="admin")
+    init.add_argument("--full-name", default="Quản trị hệ thống")
+    init.set_defaults(func=cmd_admin_init)
 
     test = sub.add_parser("test", help="run the whole test suite (arguments go to pytest)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)
