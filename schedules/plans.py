@@ -10,8 +10,8 @@ Every such decision is returned as a `Conflict` so the API can show it before an
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
