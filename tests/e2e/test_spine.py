@@ -188,6 +188,32 @@ def test_garbage_on_every_topic_is_ignored_and_broadcasts_still_work(
     assert "rejected a message" in logs, "agents should log what they refused"
 
 
+def test_loa_sim_registers_and_runs_simulated_agents(system: System) -> None:
+    import subprocess
+    import sys
+
+    from tests.e2e.harness import PASSWORD
+
+    env = {**system.env(), "LOA_SIM_PASSWORD": PASSWORD}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "sim", "--agents", "3", "--server", system.base_url,
+         "--broker", system.broker_url, "--area", system.area("b"), "--username", f"admin-{system.suffix}",
+         "--state-dir", str(system.root / "sim")], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        admin = system.login(f"admin-{system.suffix}")
+        expected = {f"sim-{system.area('b')}-{i:04d}" for i in (1, 2, 3)}
+
+        def online() -> bool:
+            devices = {d["agent_id"]: d["state"] for d in admin.get("/api/v1/devices").json()}
+            return all(devices.get(a) == "online" for a in expected)
+
+        assert wait_for(online, timeout=30), "simulated agents did not come online"
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0].decode()
+    assert "3/3 simulated agents connected" in output, output
+
+
 def test_as_run_is_complete_after_the_server_restarts(system: System, editor: httpx.Client) -> None:
     """A restart loses nothing: the as-run log and the schedules are still there."""
     before = editor.get("/api/v1/as-run", params={"limit": 1000}).json()
