@@ -32,11 +32,15 @@ def file_sha256(path: Path) -> str:
 
 
 class AudioCache:
-    def __init__(self, root: Path, http: httpx.AsyncClient, token: str, *, attempts: int = 4) -> None:
+    def __init__(self, root: Path, http: httpx.AsyncClient, token: str, *, attempts: int = 4,
+                 download_slots: asyncio.Semaphore | None = None) -> None:
         self._root = root
         self._http = http
         self._token = token
         self._attempts = attempts
+        # Agents sharing one process (the simulator) share a few download slots: httpx's pool slows
+        # down quadratically with the number of queued requests.
+        self._slots = download_slots
         self._inflight: dict[str, asyncio.Future[Path]] = {}
 
     def start(self) -> None:
@@ -88,7 +92,10 @@ class AudioCache:
         last: Exception | None = None
         for attempt in range(1, self._attempts + 1):
             try:
-                return await self._download(audio)
+                if self._slots is None:
+                    return await self._download(audio)
+                async with self._slots:
+                    return await self._download(audio)
             except FetchError as exc:
                 last = exc
                 log.info("fetch %s attempt %d failed: %s", audio.sha256[:12], attempt, exc)

@@ -49,6 +49,8 @@ from agents.protocol import (
 log = logging.getLogger(__name__)
 
 AGENT_VERSION = "0.1.0"
+HANDLED_MEMORY_S = 7 * 24 * 3600
+"""How long the agent remembers which item ids it handled; plans never reach that far back."""
 ARM_LEAD_S = 3.0
 """Audio is verified and decoded this long before its start, so the start itself does no work."""
 
@@ -228,6 +230,7 @@ class Agent:
                          self._plan.version)
                 return
         self._journal.save_plan(plan.to_dict())
+        self._journal.forget_handled_before(self._clock.time() - HANDLED_MEMORY_S)
         self._plan = plan
         self.stats.plans_applied += 1
         self._sync_groups()

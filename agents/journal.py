@@ -30,6 +30,8 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._db: sqlite3.Connection | None = None
+        self._handled: dict[str, str] = {}
+        """A read cache of the ``handled`` table: the playout asks about every item on every change."""
 
     def start(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
@@ -37,6 +39,7 @@ class Journal:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        self._handled = {str(k): str(v) for k, v in self._db.execute("SELECT item_id, outcome FROM handled")}
 
     def stop(self) -> None:
         if self._db is not None:
@@ -104,10 +107,11 @@ class Journal:
         self.db.execute("INSERT INTO handled(item_id, outcome, at) VALUES (?, ?, ?) "
                         "ON CONFLICT(item_id) DO UPDATE SET outcome = excluded.outcome, at = excluded.at",
                         (item_id, outcome, at))
+        self._handled[item_id] = outcome
 
     def handled(self, item_id: str) -> str | None:
-        row = self.db.execute("SELECT outcome FROM handled WHERE item_id = ?", (item_id,)).fetchone()
-        return None if row is None else str(row[0])
+        return self._handled.get(item_id)
 
     def forget_handled_before(self, at: float) -> None:
         self.db.execute("DELETE FROM handled WHERE at < ?", (at,))
+        self._handled = {str(k): str(v) for k, v in self.db.execute("SELECT item_id, outcome FROM handled")}

@@ -192,8 +192,9 @@ class MqttLink:
         if graceful and self._connected:
             client.disconnect()
             for _ in range(20):  # let the DISCONNECT packet leave
-                if client.want_write():
-                    client.loop_write()
+                if not client.want_write():
+                    break
+                client.loop_write()
                 await asyncio.sleep(0.01)
         sock = client.socket()
         if sock is not None:

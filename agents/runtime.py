@@ -31,8 +31,9 @@ class AgentRuntime:
     """One agent with its link, cache, journal and player. ``http`` may be shared by many agents."""
 
     def __init__(self, config: AgentConfig, *, http: httpx.AsyncClient | None = None,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, download_slots: asyncio.Semaphore | None = None) -> None:
         self.config = config
+        self._download_slots = download_slots
         self._own_http = http is None
         self._http = http
         self._clock = clock
@@ -46,7 +47,8 @@ class AgentRuntime:
         self._journal.start()
         if self._http is None:
             self._http = httpx.AsyncClient(timeout=config.http_timeout_s)
-        cache = AudioCache(config.state_dir / "cache", self._http, config.token)
+        cache = AudioCache(config.state_dir / "cache", self._http, config.token,
+                           download_slots=self._download_slots)
         settings = AgentSettings(agent_id=config.agent_id, heartbeat_s=config.heartbeat_s,
                                  outbox_resend_s=config.outbox_resend_s, groups=config.groups)
         address = BrokerAddress.parse(config.mqtt_url, username=config.mqtt_username,

@@ -40,9 +40,10 @@ class Simulator:
 
     async def start(self) -> None:
         # One connection pool for all simulated agents, as a real fleet shares the server's capacity.
-        self._http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=50))
+        self._http = httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=20))
+        slots = asyncio.Semaphore(20)
         for index, config in enumerate(self._configs):
-            runtime = AgentRuntime(config, http=self._http)
+            runtime = AgentRuntime(config, http=self._http, download_slots=slots)
             await runtime.start()
             self.runtimes.append(runtime)
             # Ramp connections: a broker's listen backlog (100 on Mosquitto) overflows otherwise.
@@ -59,7 +60,6 @@ class Simulator:
         return sum(1 for r in self.runtimes if r.link is not None and r.link.connected)
 
     async def stop(self) -> None:
-        for runtime in self.runtimes:
-            await runtime.stop()
+        await asyncio.gather(*(runtime.stop() for runtime in self.runtimes), return_exceptions=True)
         if self._http is not None:
             await self._http.aclose()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import http.server
 import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,21 +51,17 @@ def mosquitto(max_clients: int) -> Iterator[str]:
 
 @contextlib.contextmanager
 def file_server(root: Path) -> Iterator[str]:
-    """Serves ``root`` over HTTP (agents fetch audio from it as they would from the Loa server)."""
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    """Serves ``root`` over HTTP from another process, as the Loa server would, so that the agents'
+    downloads do not compete for the measuring process's interpreter lock."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
+                                "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}"
     finally:
-        server.shutdown()
+        process.terminate()
+        process.wait(10)
 
 
 def percentile(values: list[float], q: float) -> float:

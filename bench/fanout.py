@@ -109,7 +109,7 @@ async def run(agents: int, rounds: int, broker_kind: str) -> dict[str, list[floa
 
             latencies: dict[str, list[float]] = {"loa": [], "raw": []}
             try:
-                for _ in range(rounds):
+                for round_ in range(rounds):
                     command = emergency_command(f"{http_base}/{sha}", sha, len(audio))
                     payload = encode(command)
                     raw_key = uuid.uuid4().hex
@@ -125,6 +125,8 @@ async def run(agents: int, rounds: int, broker_kind: str) -> dict[str, list[floa
                     agents_seen = [r.agent.stats.seen_commands for r in simulator.runtimes if r.agent]
                     await _wait(lambda c=command.id, a=agents_seen: sum(c in s for s in a) >= connected, 30)
                     latencies["loa"] += [(s[command.id] - sent) * 1000 for s in agents_seen if command.id in s]
+                    print(f"  round {round_ + 1}: raw reached {sum(raw_key in s for s in raw_seen.values())}, "
+                          f"Loa reached {sum(command.id in s for s in agents_seen)} agents", flush=True)
                     await asyncio.sleep(1.0)
             finally:
                 publisher.loop_stop()
