@@ -185,7 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `loa test …` and `loa bench NAME …` hand every later argument, options included, to the tool.
+    if argv[:1] == ["test"]:
+        args = argparse.Namespace(func=cmd_test, pytest_args=argv[1:], verbose=False)
+    elif argv[:1] == ["bench"] and len(argv) > 1 and not argv[1].startswith("-"):
+        args = parser.parse_args(argv[:2])
+        args.bench_args = argv[2:]
+    else:
+        args = parser.parse_args(argv)
     _setup_logging(args.verbose)
     try:
         return int(args.func(args))

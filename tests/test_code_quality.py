@@ -35,8 +35,14 @@ def test_migrations_produce_exactly_the_models_schema(backend: str, tmp_path: Pa
     engine = make_engine(url)
     upgrade(engine)
     upgrade(engine)  # idempotent
+    def ours(obj: object, name: str | None, kind: str, reflected: bool, compare_to: object) -> bool:
+        # APScheduler creates and owns its job table itself (the API tests' server made one here).
+        table = name if kind == "table" else getattr(getattr(obj, "table", None), "name", None)
+        return table != "apscheduler_jobs"
+
     with engine.connect() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+        context = MigrationContext.configure(connection, opts={"include_object": ours})
+        differences = compare_metadata(context, Base.metadata)
     engine.dispose()
     assert differences == [], f"models and migrations disagree: {differences}"
 
