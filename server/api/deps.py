@@ -32,7 +32,9 @@ def get_db(runtime: RuntimeDep) -> Iterator[Session]:
         yield session
 
 
-DbSession = Annotated[Session, Depends(get_db)]
+# scope="function": commit before the response leaves, so a client never sees a success (a new
+# session, a stored announcement) that is not yet in the database.
+DbSession = Annotated[Session, Depends(get_db, scope="function")]
 
 
 def bearer_token(request: Request) -> str | None:

@@ -207,10 +207,11 @@ def test_loa_sim_registers_and_runs_simulated_agents(system: System) -> None:
             devices = {d["agent_id"]: d["state"] for d in admin.get("/api/v1/devices").json()}
             return all(devices.get(a) == "online" for a in expected)
 
-        assert wait_for(online, timeout=30), "simulated agents did not come online"
+        came_online = wait_for(online, timeout=30)
     finally:
         process.terminate()
         output = process.communicate(timeout=20)[0].decode()
+    assert came_online, f"simulated agents did not come online; loa sim said:\n{output[-3000:]}"
     assert "3/3 simulated agents connected" in output, output
 
 
