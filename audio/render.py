@@ -3,19 +3,26 @@
 `render_speech` takes text that is already written the way it should be read
 aloud (number and abbreviation expansion happens before, elsewhere), speaks it
 through whatever `TtsChain` (or any `TtsEngine`) the caller supplies (the seam that lets the server
-choose engines and tests substitute them), pads it with silence and encodes
-it in the single distribution format every loudspeaker agent can play.
+choose engines and tests substitute them), and hands the speech to
+`audio.prepare.prepare_segment`, which trims it, adds the lead-in (silence or
+a chime), optional jingles and the tail, brings it to the loudness target
+(two-pass, limited, verified on the encoded file) and encodes it in the
+single distribution format every loudspeaker agent can play.  pydub joins
+the in-memory pieces; nothing here needs ffprobe.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import math
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from audio.errors import TranscodeError
-from audio.ffmpeg import AudioSegment, configure_pydub, decode_bytes
+from audio.ffmpeg import AudioSegment, configure_pydub
+from audio.loudness import LoudnessTarget
+from audio.prepare import prepare_segment
 from audio.tts import TtsEngine
 
 __all__ = ["DISTRIBUTION", "AudioFormat", "RenderedAudio", "encode_distribution", "render_speech"]
@@ -44,6 +51,8 @@ class RenderedAudio:
     engine: str
     voice: str
     mime: str  # "audio/mpeg"
+    lufs: float  # integrated loudness of `data`, measured after encoding
+    true_peak_db: float  # true peak of `data` (dBTP), measured after encoding
 
 
 def _to_distribution_pcm(segment: AudioSegment) -> AudioSegment:
@@ -57,8 +66,9 @@ def _to_distribution_pcm(segment: AudioSegment) -> AudioSegment:
 def encode_distribution(segment: AudioSegment) -> bytes:
     """Encode as mono 32 kHz MP3 at 64 kbit/s CBR, peak-normalised to -1 dBFS.
 
-    The peak normalisation is only a guard against clipping (espeak-ng peaks
-    at full scale); loudness normalisation belongs to a later stage.
+    A plain in-memory encoder for short clips (previews, tests): the
+    peak normalisation only guards against clipping.  Broadcast files go
+    through `render_speech` / `audio.prepare`, which normalise loudness.
     """
     pcm = _to_distribution_pcm(segment)
     if pcm.frame_count() == 0:
@@ -93,28 +103,44 @@ def encode_distribution(segment: AudioSegment) -> bytes:
 
 
 def render_speech(
-    spoken_text: str, chain: TtsEngine, *, lead_in_ms: int = 600, tail_ms: int = 400
+    spoken_text: str,
+    chain: TtsEngine,
+    *,
+    lead_in_ms: int = 600,
+    tail_ms: int = 400,
+    target: LoudnessTarget | None = None,
+    chime: Path | None = None,
+    intro: Path | None = None,
+    outro: Path | None = None,
 ) -> RenderedAudio:
-    """Speak `spoken_text` and return the encoded broadcast file.
+    """Speak `spoken_text` and return the encoded, loudness-normalised broadcast file.
 
-    The lead-in silence lets amplifiers that are switched on with the stream
-    settle before the first syllable; the tail keeps the last one from being
-    cut when they switch off.  Raises TtsError or TranscodeError.
+    The lead-in (silence, or `chime` then silence) lets amplifiers that are
+    switched on with the stream settle before the first syllable; the tail
+    keeps the last one from being cut when they switch off.  Silence the
+    engine put at either end is trimmed first, so the lead-in is what it
+    says.  Raises TtsError, TranscodeError or InvalidAudio (a jingle that is
+    not audio).
     """
     if lead_in_ms < 0 or tail_ms < 0:
         raise ValueError("lead_in_ms and tail_ms must not be negative")
     speech = chain.synthesize(spoken_text)
     voice = _to_distribution_pcm(speech.audio)
-    rate = DISTRIBUTION.sample_rate
-    assembled = AudioSegment.silent(lead_in_ms, rate) + voice + AudioSegment.silent(tail_ms, rate)
-    data = encode_distribution(assembled)
-    # Measure what was actually written: MP3 pads to whole frames.
-    duration_ms = len(decode_bytes(data, DISTRIBUTION.codec))
+    if voice.frame_count() == 0:
+        raise TranscodeError("the TTS engine returned no audio")
+    with tempfile.TemporaryDirectory(prefix="loa-render-") as tmp:
+        prepared = prepare_segment(
+            voice, Path(tmp) / "speech.mp3", target=target or LoudnessTarget(), lead_in_ms=lead_in_ms,
+            tail_ms=tail_ms, chime=chime, intro=intro, outro=outro,
+        )  # fmt: skip
+        data = prepared.path.read_bytes()
     return RenderedAudio(
         data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
-        duration_ms=duration_ms,
+        sha256=prepared.sha256,
+        duration_ms=prepared.duration_ms,
         engine=speech.engine,
         voice=speech.voice,
         mime=DISTRIBUTION_MIME,
+        lufs=prepared.lufs,
+        true_peak_db=prepared.true_peak_db,
     )

@@ -9,6 +9,13 @@ it) or raises `TtsError`.
 gTTS needs the network, so every request carries a timeout; espeak-ng runs
 in-process through ctypes (the `espeakng-loader` wheel ships the library and
 its Vietnamese voices), or through the `espeak-ng` executable as a last resort.
+A Piper neural voice (`audio.piper`) joins the chain when an operator installs
+one.
+
+Every engine also has `cache_key_parts()`: the strings that, with the text,
+decide what it says (engine name, voice, speed).  `audio.tts_cache.CachedChain`
+hashes them so the same announcement is never synthesised twice and audio
+made online by gTTS is reused when the link is down.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from audio.errors import TtsError
@@ -33,6 +41,7 @@ from audio.ffmpeg import AudioSegment, decode_bytes, segment_from_wav
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "DEFAULT_CACHE_MAX_BYTES",
     "ESPEAK_VOICES",
     "EspeakEngine",
     "GttsEngine",
@@ -41,8 +50,10 @@ __all__ = [
     "TtsEngine",
     "chunk_text",
     "default_chain",
+    "format_speed",
 ]
 
+DEFAULT_CACHE_MAX_BYTES = 2 * 1024**3  # 2 GiB of cached speech (see audio.tts_cache)
 ESPEAK_VOICES = ("vi", "vi-VN-x-central", "vi-VN-x-south")  # northern, central, southern
 
 
@@ -112,6 +123,11 @@ def chunk_text(text: str, max_chars: int = 200) -> list[str]:
     return chunks
 
 
+def format_speed(value: float) -> str:
+    """A speed or scale as a stable string for cache keys (1 → "1", 0.9 → "0.9")."""
+    return f"{float(value):g}"
+
+
 def _require_text(text: str) -> None:
     if not any(ch.isalnum() for ch in text):
         raise TtsError("nothing to speak: the text has no letters or digits")
@@ -149,6 +165,10 @@ class GttsEngine:
         self.retries = retries
         self.backoff_s = backoff_s
         self.tld = tld
+
+    def cache_key_parts(self) -> tuple[str, ...]:
+        """Engine, voice and speed: timeouts and retries do not change the audio."""
+        return (self.name, f"lang={self.lang}", f"tld={self.tld}", "speed=normal")
 
     def synthesize(self, text: str) -> Speech:
         _require_text(text)
@@ -330,6 +350,10 @@ class EspeakEngine:
         self.library_path = library_path
         self.data_path = data_path
 
+    def cache_key_parts(self) -> tuple[str, ...]:
+        """Engine, voice and rate (the library's location does not change the audio)."""
+        return (self.name, f"voice={self.voice}", f"rate_wpm={self.rate_wpm}")
+
     def synthesize(self, text: str) -> Speech:
         _require_text(text)
         library_path: str | None
@@ -420,9 +444,35 @@ class TtsChain:
         raise TtsError("all TTS engines failed: " + "; ".join(reasons)) from last
 
 
-def default_chain(*, online: bool = True, gtts_timeout_s: float = 6.0, espeak_voice: str = "vi") -> TtsChain:
-    """gTTS then espeak-ng when online; espeak-ng alone when not."""
-    espeak = EspeakEngine(voice=espeak_voice)
-    if not online:
-        return TtsChain([espeak])
-    return TtsChain([GttsEngine(timeout_s=gtts_timeout_s), espeak])
+def default_chain(
+    *,
+    online: bool = True,
+    gtts_timeout_s: float = 6.0,
+    espeak_voice: str = "vi",
+    espeak_rate_wpm: int = 150,
+    piper_model: Path | None = None,
+    cache_dir: Path | None = None,
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES,
+) -> TtsChain:
+    """gTTS (when online), then Piper (when a voice model is given), then espeak-ng.
+
+    With `cache_dir` the chain is an `audio.tts_cache.CachedChain`: each
+    engine's result is kept on disk, so a text is never synthesised twice by
+    the same engine and gTTS audio made earlier is reused when the network
+    is down; `cache_max_bytes` bounds it (least recently used entries go
+    first).  Without it, a plain `TtsChain`.  Nothing is loaded here: Piper's
+    model and packages load on its first synthesis.
+    """
+    engines: list[TtsEngine] = []
+    if online:
+        engines.append(GttsEngine(timeout_s=gtts_timeout_s))
+    if piper_model is not None:
+        from audio.piper import PiperEngine
+
+        engines.append(PiperEngine(Path(piper_model)))
+    engines.append(EspeakEngine(voice=espeak_voice, rate_wpm=espeak_rate_wpm))
+    if cache_dir is None:
+        return TtsChain(engines)
+    from audio.tts_cache import CachedChain
+
+    return CachedChain(engines, Path(cache_dir), max_bytes=cache_max_bytes)

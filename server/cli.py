@@ -121,6 +121,23 @@ def cmd_tts(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audio_prepare(args: argparse.Namespace) -> int:
+    import json
+
+    from audio.loudness import LoudnessTarget
+    from audio.prepare import prepare_file
+    from audio.probe import UploadLimits, check_upload
+
+    source = Path(args.input)
+    check_upload(source, UploadLimits())
+    prepared = prepare_file(source, Path(args.output), target=LoudnessTarget(lufs=args.lufs,
+                                                                             true_peak_db=args.true_peak))
+    print(json.dumps({"duration_s": round(prepared.duration_ms / 1000, 3), "lufs": round(prepared.lufs, 2),
+                      "true_peak_db": round(prepared.true_peak_db, 2), "sha256": prepared.sha256,
+                      "codec": prepared.codec, "sample_rate": prepared.sample_rate}, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="loa", description="Loa: commune loudspeaker system")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -180,6 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     say.add_argument("-o", "--output", required=True)
     say.add_argument("--engine", choices=("auto", "gtts", "espeak-ng"), default="auto")
     tts.set_defaults(func=cmd_tts)
+
+    audio = sub.add_parser("audio", help="audio files")
+    audio_sub = audio.add_subparsers(dest="audio_command", required=True)
+    prepare = audio_sub.add_parser("prepare", help="turn any audio file into the broadcast format; prints JSON")
+    prepare.add_argument("input")
+    prepare.add_argument("-o", "--output", required=True)
+    prepare.add_argument("--lufs", type=float, default=-16.0, help="integrated loudness target")
+    prepare.add_argument("--true-peak", type=float, default=-1.5, help="true-peak ceiling in dBTP")
+    prepare.set_defaults(func=cmd_audio_prepare)
     return parser
 
 

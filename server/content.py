@@ -7,22 +7,27 @@ records which engine and voice made the audio, so the console can warn when the 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audio.errors import AudioError
+from audio.loudness import LoudnessTarget
 from audio.normalize import normalize
-from audio.render import render_speech
+from audio.prepare import prepare_file
+from audio.render import DISTRIBUTION_MIME, render_speech
 from audio.store import AudioStore
-from audio.tts import TtsChain
+from audio.tts import TtsEngine
 from schedules import AreaId
 from server.db import Database
 from server.directory import area_by_code, load_tree, require
 from server.errors import Conflict, Forbidden, NotFound
-from server.models import Announcement, AudioAsset, utcnow
+from server.models import Announcement, Area, AudioAsset, LexiconEntry, utcnow
 from server.permissions import Action, Principal
 
 log = logging.getLogger(__name__)
@@ -30,10 +35,36 @@ log = logging.getLogger(__name__)
 PRIMARY_ENGINE = "gtts"
 
 
+def lexicon(db: Session) -> dict[str, str]:
+    return {e.term: e.spoken for e in db.scalars(select(LexiconEntry)).all()}
+
+
+def spoken_form(db: Session, text: str) -> str:
+    """What the loudspeakers will say: the admins' lexicon first, then the built-in rules."""
+    return normalize(text, lexicon(db))
+
+
 def create_announcement(db: Session, principal: Principal, *, title: str, text: str, area_code: str) -> Announcement:
     area = area_by_code(db, area_code)
     require(principal, Action.EDIT_CONTENT, area, load_tree(db), "writing announcements needs the editor role here")
-    announcement = Announcement(area_id=area.id, title=title, text=text, spoken_text=normalize(text),
+    announcement = Announcement(area_id=area.id, title=title, text=text, spoken_text=spoken_form(db, text),
+                                created_by=principal.user_id, review_status="submitted", audio_status="pending")
+    db.add(announcement)
+    db.flush()
+    return announcement
+
+
+def check_may_upload(db: Session, principal: Principal, area_code: str) -> int:
+    """Checked before a single byte of the upload is read; returns the area id."""
+    area = area_by_code(db, area_code)
+    require(principal, Action.EDIT_CONTENT, area, load_tree(db), "uploading audio needs the editor role here")
+    return area.id
+
+
+def create_upload(db: Session, principal: Principal, *, title: str, area_id: int, upload_name: str,
+                  upload_path: Path) -> Announcement:
+    announcement = Announcement(area_id=area_id, title=title, kind="upload", text="", spoken_text="",
+                                upload_name=upload_name[:255], upload_path=str(upload_path),
                                 created_by=principal.user_id, review_status="submitted", audio_status="pending")
     db.add(announcement)
     db.flush()
@@ -70,15 +101,33 @@ def review_announcement(db: Session, principal: Principal, announcement_id: int,
     return announcement
 
 
-class Renderer:
-    """Renders announcements to audio on a small thread pool (TTS and ffmpeg are blocking)."""
+@dataclass(frozen=True)
+class RenderOptions:
+    target: LoudnessTarget = field(default_factory=LoudnessTarget)
+    lead_in_ms: int = 600
 
-    def __init__(self, db: Database, store: AudioStore, tts: TtsChain,
-                 on_done: Callable[[int], None] | None = None, workers: int = 2) -> None:
+
+@dataclass(frozen=True)
+class Jingles:
+    chime: Path | None = None
+    intro: Path | None = None
+    outro: Path | None = None
+
+
+class Renderer:
+    """Turns announcements into broadcast audio on a small thread pool (TTS and ffmpeg block).
+
+    Progress is written to the announcement (and pushed live) in steps of 5 %, so a long synthesis or a
+    two-hour upload shows how far it is instead of a bare "pending".
+    """
+
+    def __init__(self, db: Database, store: AudioStore, tts: TtsEngine, *, options: RenderOptions | None = None,
+                 on_progress: Callable[[int, int], None] | None = None, workers: int = 2) -> None:
         self._db = db
         self._store = store
         self._tts = tts
-        self._on_done = on_done
+        self._options = options or RenderOptions()
+        self._on_progress = on_progress
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
 
@@ -104,28 +153,115 @@ class Renderer:
             announcement = db.get(Announcement, announcement_id)
             if announcement is None or announcement.audio_status != "pending":
                 return
-            spoken = announcement.spoken_text
+            kind, spoken, upload = announcement.kind, announcement.spoken_text, announcement.upload_path
+            jingles = self._jingles(db, announcement.area_id)
+        reporter = _ProgressReporter(self._db, announcement_id, self._on_progress)
         try:
-            rendered = render_speech(spoken, self._tts)
-            self._store.put_bytes(rendered.data)
-        except AudioError as exc:
+            if kind == "upload":
+                produced = self._prepare_upload(Path(upload or ""), reporter, jingles)
+            else:
+                reporter(0.05)
+                rendered = render_speech(spoken, self._tts, lead_in_ms=self._options.lead_in_ms,
+                                         target=self._options.target, chime=jingles.chime, intro=jingles.intro,
+                                         outro=jingles.outro)
+                self._store.put_bytes(rendered.data)
+                produced = _Produced(rendered.sha256, len(rendered.data), rendered.duration_ms, rendered.mime,
+                                     rendered.engine, rendered.voice, rendered.lufs, rendered.true_peak_db)
+        except (AudioError, OSError) as exc:
             log.warning("announcement %d could not be rendered: %s", announcement_id, exc)
             with self._db.session() as db:
                 row = db.get(Announcement, announcement_id)
                 if row is not None:
                     row.audio_status, row.audio_error = "failed", str(exc)[:2000]
         else:
-            with self._db.session() as db:
-                if db.get(AudioAsset, rendered.sha256) is None:
-                    db.add(AudioAsset(sha256=rendered.sha256, size_bytes=len(rendered.data),
-                                      duration_ms=rendered.duration_ms, mime=rendered.mime,
-                                      engine=rendered.engine, voice=rendered.voice, created_at=utcnow()))
-                    db.flush()
-                row = db.get(Announcement, announcement_id)
-                if row is not None:
-                    row.audio_sha256 = rendered.sha256
-                    row.audio_status = "ready"
-                    row.engine, row.voice = rendered.engine, rendered.voice
-                    row.fallback_used = rendered.engine != PRIMARY_ENGINE
-        if self._on_done is not None:
-            self._on_done(announcement_id)
+            self._finish(announcement_id, produced)
+            if kind == "upload" and upload:
+                Path(upload).unlink(missing_ok=True)
+        if self._on_progress is not None:
+            self._on_progress(announcement_id, 100)
+
+    def _jingles(self, db: Session, area_id: int) -> Jingles:
+        """Chime, intro and outro of the nearest area (the commune's own, else its district's, …)."""
+        found: dict[str, Path | None] = {"chime": None, "intro": None, "outro": None}
+        for ancestor in load_tree(db).ancestors(AreaId(area_id)):
+            area = db.get(Area, ancestor)
+            if area is None:
+                continue
+            for name, sha256 in (("chime", area.chime_sha256), ("intro", area.intro_sha256),
+                                 ("outro", area.outro_sha256)):
+                if found[name] is None and sha256 and self._store.has(sha256):
+                    found[name] = self._store.path_for(sha256)
+        return Jingles(**found)
+
+    def _prepare_upload(self, source: Path, reporter: Callable[[float], None], jingles: Jingles) -> _Produced:
+        with tempfile.TemporaryDirectory(dir=source.parent) as tmp:
+            prepared = prepare_file(source, Path(tmp) / "prepared.mp3", target=self._options.target,
+                                    lead_in_ms=self._options.lead_in_ms, progress=reporter, chime=jingles.chime,
+                                    intro=jingles.intro, outro=jingles.outro)
+            sha256 = self._store.put_file(prepared.path)
+        return _Produced(sha256, prepared.size_bytes, prepared.duration_ms, DISTRIBUTION_MIME, "upload", "",
+                         prepared.lufs, prepared.true_peak_db)
+
+    def _finish(self, announcement_id: int, produced: _Produced) -> None:
+        with self._db.session() as db:
+            if db.get(AudioAsset, produced.sha256) is None:
+                db.add(AudioAsset(sha256=produced.sha256, size_bytes=produced.size_bytes,
+                                  duration_ms=produced.duration_ms, mime=produced.mime, engine=produced.engine,
+                                  voice=produced.voice, lufs=produced.lufs, true_peak_db=produced.true_peak_db,
+                                  created_at=utcnow()))
+                db.flush()
+            row = db.get(Announcement, announcement_id)
+            if row is not None:
+                row.audio_sha256 = produced.sha256
+                row.audio_status, row.progress, row.upload_path = "ready", 100, None
+                row.engine, row.voice = produced.engine, produced.voice
+                row.fallback_used = row.kind == "tts" and produced.engine != PRIMARY_ENGINE
+
+
+@dataclass(frozen=True)
+class _Produced:
+    sha256: str
+    size_bytes: int
+    duration_ms: int
+    mime: str
+    engine: str
+    voice: str
+    lufs: float | None
+    true_peak_db: float | None
+
+
+class _ProgressReporter:
+    """Stores progress in 5 % steps (a callback per ffmpeg progress line would flood the database)."""
+
+    def __init__(self, db: Database, announcement_id: int, notify: Callable[[int, int], None] | None) -> None:
+        self._db = db
+        self._id = announcement_id
+        self._notify = notify
+        self._last = -1
+
+    def __call__(self, fraction: float) -> None:
+        percent = max(0, min(99, int(fraction * 100)))
+        if percent < self._last + 5:
+            return
+        self._last = percent
+        with self._db.session() as db:
+            row = db.get(Announcement, self._id)
+            if row is not None:
+                row.progress = percent
+        if self._notify is not None:
+            self._notify(self._id, percent)
+
+
+def set_jingles(db: Session, principal: Principal, area_code: str, choices: dict[str, int | None]) -> Area:
+    """Use approved announcements' audio as an area's chime, intro or outro (None clears one)."""
+    area = area_by_code(db, area_code)
+    require(principal, Action.MANAGE, area, load_tree(db), "setting jingles needs the admin role here")
+    for name, announcement_id in choices.items():
+        sha256 = None
+        if announcement_id is not None:
+            source = get_announcement(db, principal, announcement_id)
+            if source.review_status != "approved" or source.audio_sha256 is None:
+                raise Conflict(f"announcement {announcement_id} is not approved audio")
+            sha256 = source.audio_sha256
+        setattr(area, f"{name}_sha256", sha256)
+    return area

@@ -34,3 +34,7 @@ class Conflict(ServerError):
 
 class Unauthorized(ServerError):
     """No valid session or token."""
+
+
+class TooLarge(Invalid):
+    """An upload over the configured size limit."""

@@ -61,6 +61,10 @@ class Area(Base):
     code: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     kind: Mapped[str] = mapped_column(String(16))
+    chime_sha256: Mapped[str | None] = mapped_column(ForeignKey("audio_assets.sha256"), default=None)
+    """Played before every item made for this area (and below, unless a lower area has its own)."""
+    intro_sha256: Mapped[str | None] = mapped_column(ForeignKey("audio_assets.sha256"), default=None)
+    outro_sha256: Mapped[str | None] = mapped_column(ForeignKey("audio_assets.sha256"), default=None)
 
 
 class User(Base):
@@ -137,6 +141,19 @@ class AudioAsset(Base):
     mime: Mapped[str] = mapped_column(String(64))
     engine: Mapped[str] = mapped_column(String(32), default="")
     voice: Mapped[str] = mapped_column(String(64), default="")
+    lufs: Mapped[float | None] = mapped_column(default=None)
+    true_peak_db: Mapped[float | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class LexiconEntry(Base):
+    """An admin's pronunciation for a place name or local acronym, applied before the built-in rules."""
+
+    __tablename__ = "lexicon_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    term: Mapped[str] = mapped_column(String(100), unique=True)
+    spoken: Mapped[str] = mapped_column(String(300))
+    created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -147,12 +164,19 @@ class Announcement(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     title: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(16), default="tts")
+    """tts (text read aloud) | upload (a recording)."""
     text: Mapped[str] = mapped_column(Text)
     spoken_text: Mapped[str] = mapped_column(Text, default="")
     audio_sha256: Mapped[str | None] = mapped_column(ForeignKey("audio_assets.sha256"), default=None)
     audio_status: Mapped[str] = mapped_column(String(16), default="pending")
     """pending → ready | failed."""
     audio_error: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    """Percent of the audio work done (long syntheses and large uploads)."""
+    upload_name: Mapped[str] = mapped_column(String(255), default="")
+    upload_path: Mapped[str | None] = mapped_column(String(500), default=None)
+    """The raw upload, kept until it is prepared so a restart loses nothing."""
     engine: Mapped[str] = mapped_column(String(32), default="")
     voice: Mapped[str] = mapped_column(String(64), default="")
     fallback_used: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -6,14 +6,17 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlparse
 
 from agents.link import BrokerAddress
+from audio.loudness import LoudnessTarget
+from audio.probe import UploadLimits
 from audio.store import AudioStore
-from audio.tts import TtsChain, default_chain
+from audio.tts import TtsEngine, default_chain
 from server.bridge import MqttBridge
 from server.broker import EmbeddedBroker
-from server.content import Renderer
+from server.content import Renderer, RenderOptions
 from server.db import Database
 from server.jobs import Jobs
 from server.live import LiveBus
@@ -28,14 +31,17 @@ def utc_now() -> datetime:
 
 
 class Runtime:
-    def __init__(self, settings: Settings, *, tts: TtsChain | None = None,
+    def __init__(self, settings: Settings, *, tts: TtsEngine | None = None,
                  now: Callable[[], datetime] = utc_now) -> None:
         self.settings = settings
         self.now = now
         self.db = Database(settings.effective_database_url)
         self.store = AudioStore(settings.audio_dir)
-        self.tts = tts or default_chain(online=settings.tts_online, gtts_timeout_s=settings.gtts_timeout_s,
-                                        espeak_voice=settings.espeak_voice)
+        self.tts = tts or default_chain(
+            online=settings.tts_online, gtts_timeout_s=settings.gtts_timeout_s, espeak_voice=settings.espeak_voice,
+            espeak_rate_wpm=settings.espeak_rate_wpm, piper_model=settings.piper_model,
+            cache_dir=settings.data_dir / "tts-cache" if settings.tts_cache_mb else None,
+            cache_max_bytes=settings.tts_cache_mb * 1024 * 1024)
         self.live = LiveBus()
         parsed = urlparse(settings.broker_url)
         self.broker = (EmbeddedBroker(parsed.hostname or "127.0.0.1", parsed.port or 1883)
@@ -47,16 +53,25 @@ class Runtime:
             db=self.db, address=BrokerAddress.parse(settings.broker_url, username=settings.broker_username,
                                                     password=settings.broker_password),
             server_id=settings.server_id, live=self.live, now=now, current_plans=self.planner.current_plans)
-        self.renderer = Renderer(self.db, self.store, self.tts, on_done=self._rendered)
+        options = RenderOptions(target=LoudnessTarget(lufs=settings.loudness_lufs, true_peak_db=settings.true_peak_db),
+                                lead_in_ms=settings.lead_in_ms)
+        self.renderer = Renderer(self.db, self.store, self.tts, options=options, on_progress=self._progress)
+        self.upload_limits = UploadLimits(max_bytes=settings.max_upload_mb * 1024 * 1024,
+                                          max_duration_s=settings.max_upload_minutes * 60)
         self.jobs: Jobs | None = None
 
-    def _rendered(self, announcement_id: int) -> None:
-        self.live.publish({"type": "announcement", "id": announcement_id})
+    @property
+    def uploads_dir(self) -> Path:
+        return self.settings.data_dir / "uploads"
+
+    def _progress(self, announcement_id: int, percent: int) -> None:
+        self.live.publish({"type": "announcement", "id": announcement_id, "progress": percent})
 
     async def start(self) -> None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.db.start)
         self.store.start()
+        self.uploads_dir.mkdir(parents=True, exist_ok=True)
         self.live.start(asyncio.get_running_loop())
         if self.broker is not None:
             await self.broker.start()

@@ -41,7 +41,18 @@ class Settings(BaseSettings):
     tts_online: bool = True
     """Try gTTS first; the offline espeak-ng voice is always the fallback."""
     gtts_timeout_s: float = Field(default=6.0, gt=0, le=60)
-    espeak_voice: str = "vi"
+    espeak_voice: Literal["vi", "vi-VN-x-central", "vi-VN-x-south"] = "vi"
+    """Northern, central or southern Vietnamese for the offline voice."""
+    espeak_rate_wpm: int = Field(default=150, ge=80, le=400)
+    piper_model: Path | None = None
+    """A local Piper .onnx voice, tried after gTTS and before espeak-ng when set."""
+    tts_cache_mb: int = Field(default=2048, ge=0)
+    loudness_lufs: float = Field(default=-16.0, ge=-40, le=-6)
+    true_peak_db: float = Field(default=-1.5, ge=-12, le=0)
+    lead_in_ms: int = Field(default=600, ge=0, le=10_000)
+    """Silence before every item, so amplifiers switched on demand do not clip the first syllable."""
+    max_upload_mb: int = Field(default=200, ge=1, le=4096)
+    max_upload_minutes: int = Field(default=120, ge=1, le=24 * 60)
     server_id: str = "loa-server"
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     play_lead_s: float = Field(default=2.0, ge=0, le=60)

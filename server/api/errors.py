@@ -7,10 +7,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from schedules.errors import LoaError, ScheduleError
-from server.errors import ConfigError, Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from server.errors import ConfigError, Conflict, Forbidden, Invalid, NotFound, TooLarge, Unauthorized
 
 _STATUS: list[tuple[type[LoaError], int]] = [
-    (Unauthorized, 401), (Forbidden, 403), (NotFound, 404), (Conflict, 409), (Invalid, 422),
+    (Unauthorized, 401), (Forbidden, 403), (NotFound, 404), (Conflict, 409), (TooLarge, 413), (Invalid, 422),
     (ScheduleError, 422), (ConfigError, 500),
 ]
 

@@ -94,10 +94,13 @@ class AnnouncementPublic(BaseModel):
     id: int
     area_id: int
     title: str
+    kind: str
     text: str
     spoken_text: str
+    upload_name: str
     audio_status: str
     audio_error: str
+    progress: int
     audio_sha256: str | None
     engine: str
     voice: str

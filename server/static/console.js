@@ -416,6 +416,59 @@
     }).catch(function () { /* already shown */ }).then(function () { setBusy(form, false); });
   }
 
+  function onPreviewClick() {
+    var form = document.getElementById("announcement-form");
+    var text = formValue(form, "text").trim();
+    if (!text) { flash(message("missing_fields"), "error"); return; }
+    api("POST", "/api/v1/speech/preview", { text: text }).then(function (result) {
+      document.getElementById("announcement-spoken-text").textContent = result.spoken_text;
+      document.getElementById("announcement-spoken-preview").hidden = false;
+    }).catch(function () { /* already shown */ });
+  }
+
+  /** Sends the file as the raw request body with XMLHttpRequest, which reports upload progress. */
+  function onUploadSubmit(ev) {
+    ev.preventDefault();
+    var form = ev.target;
+    var input = document.getElementById("upload-file");
+    var title = formValue(form, "title").trim();
+    var file = input.files && input.files[0];
+    if (!title || !file) { flash(message("missing_fields"), "error"); return; }
+    var bar = document.getElementById("upload-progress");
+    var text = document.getElementById("upload-progress-text");
+    var query = "title=" + encodeURIComponent(title) + "&area_code=" + encodeURIComponent(formValue(form, "area_code")) +
+      "&filename=" + encodeURIComponent(file.name);
+    var xhr = new XMLHttpRequest();
+    xhr.open("POST", "/api/v1/uploads?" + query);
+    xhr.setRequestHeader("Content-Type", file.type || "application/octet-stream");
+    xhr.setRequestHeader("X-CSRF-Token", csrfToken());
+    xhr.upload.onprogress = function (e) {
+      if (!e.lengthComputable) { return; }
+      var percent = Math.round(e.loaded / e.total * 100);
+      bar.value = percent;
+      text.textContent = percent + "%";
+    };
+    xhr.onload = function () {
+      setBusy(form, false);
+      var body = null;
+      try { body = JSON.parse(xhr.responseText); } catch (e) { body = null; }
+      if (xhr.status === 201 && body) {
+        flash(message("created"), "ok");
+        form.reset();
+        bar.hidden = true;
+        text.textContent = "";
+        refreshCard(body.id);
+      } else {
+        flash((body && body.detail) || ("HTTP " + xhr.status), "error");
+      }
+    };
+    xhr.onerror = function () { setBusy(form, false); flash(message("error_network"), "error"); };
+    bar.hidden = false;
+    bar.value = 0;
+    setBusy(form, true);
+    xhr.send(file);
+  }
+
   function review(id, approve) {
     var comment = $("#review-comment-" + cssEscape(String(id)));
     return api("POST", "/api/v1/announcements/" + encodeURIComponent(id) + "/review",
@@ -509,6 +562,10 @@
   function initAnnouncements() {
     var form = document.getElementById("announcement-form");
     if (form) { form.addEventListener("submit", onAnnouncementSubmit); }
+    var preview = document.getElementById("announcement-preview");
+    if (preview) { preview.addEventListener("click", onPreviewClick); }
+    var upload = document.getElementById("upload-form");
+    if (upload) { upload.addEventListener("submit", onUploadSubmit); }
     var schedule = document.getElementById("schedule-form");
     if (schedule) {
       schedule.addEventListener("submit", onScheduleSubmit);

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
 from audio.errors import TranscodeError, TtsError
 from audio.ffmpeg import AudioSegment, decode_bytes
+from audio.loudness import LoudnessTarget, measure
 from audio.render import DISTRIBUTION, RenderedAudio, encode_distribution, render_speech
 from audio.tts import EspeakEngine, Speech, TtsChain
 
@@ -52,12 +54,20 @@ def test_render_decodes_back_as_distribution_format(espeak_render: RenderedAudio
     assert espeak_render.data[:3] == b"ID3" or espeak_render.data[0] == 0xFF
 
 
-def test_render_adds_lead_in_and_tail_and_peaks_at_minus_one(espeak_render: RenderedAudio) -> None:
+def test_render_adds_lead_in_and_tail_and_meets_loudness_target(
+    espeak_render: RenderedAudio, tmp_path: Path
+) -> None:
+    # Peak normalisation was replaced by loudness normalisation (-16 LUFS, -1.5 dBTP ceiling).
     decoded = decode_bytes(espeak_render.data, "mp3")
     speech_ms = len(EspeakEngine().synthesize(TEXT).audio)
-    assert abs(espeak_render.duration_ms - (600 + speech_ms + 400)) <= 100
+    assert abs(espeak_render.duration_ms - (600 + speech_ms + 400)) <= 150  # engine's own silence is trimmed
     assert decoded[:550].max_dBFS < -50  # the amplifier's settling time stays silent
-    assert -2.0 <= decoded.max_dBFS <= 0.0
+    assert abs(espeak_render.lufs - -16.0) <= 1.0
+    assert espeak_render.true_peak_db <= -1.5
+    path = tmp_path / "speech.mp3"
+    path.write_bytes(espeak_render.data)
+    measured = measure(path)  # what the agents will play, measured independently
+    assert abs(measured.lufs - -16.0) <= 1.0 and measured.true_peak_db <= -1.5
 
 
 def test_render_duration_is_exact_for_known_audio() -> None:
@@ -102,3 +112,9 @@ def test_same_audio_encodes_to_the_same_bytes() -> None:
     # The store is content-addressed, so identical input must give an identical file.
     tone = _sine(440, 1500, -3.0)
     assert encode_distribution(tone) == encode_distribution(tone)
+
+
+def test_render_takes_a_loudness_target() -> None:
+    rendered = render_speech("anything", TtsChain([_ToneEngine()]), target=LoudnessTarget(lufs=-20.0))
+    assert abs(rendered.lufs - -20.0) <= 1.0
+    assert rendered.true_peak_db <= -1.5

@@ -1,0 +1,182 @@
+"""Loudness: measure it (EBU R128 / ITU-R BS.1770) and bring audio to one target.
+
+Listeners in a commune hear announcements, TTS bulletins and relayed
+programmes one after another through the same horns, so every item must be
+equally loud (integrated loudness, default −16 LUFS, the usual target for
+speech on small speakers) and must never clip (true-peak ceiling, default
+−1.5 dBTP, measured on the encoded file because MP3 encoding adds overs).
+
+One-pass ``loudnorm`` misses its target (−17.4 LUFS measured here) and a
+plain gain clips hot files, so Loa works in two passes: the loudness is
+measured with ffmpeg's ``ebur128`` filter, then a computed gain and a
+look-ahead limiter (``alimiter``, a sample-peak limiter set below the
+ceiling by a safety margin for inter-sample and encoder overs) are applied,
+and the encoded result is measured again (`audio.prepare` retries with a
+corrected gain or a lower limit if it missed).  Quiet input is raised by at
+most `MAX_GAIN_DB` so a near-silent recording is not turned into hiss, and
+digital silence (which measures −70 LUFS, −inf dBTP) is left alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from audio.errors import TranscodeError
+from audio.ffmpeg import ffmpeg_exe
+
+__all__ = [
+    "LIMITER_MARGIN_DB",
+    "MAX_GAIN_DB",
+    "SILENCE_LUFS",
+    "Loudness",
+    "LoudnessTarget",
+    "apply_filter",
+    "gain_filter",
+    "gain_for",
+    "limiter_filter",
+    "limiter_limit_db",
+    "measure",
+    "measure_filter",
+    "parse_ebur128",
+]
+
+MAX_GAIN_DB = 30.0
+# ebur128's absolute gate: anything at or below this is silence as far as loudness goes.
+SILENCE_LUFS = -70.0
+# The limiter works on samples at 32 kHz; MP3 encoding and inter-sample peaks add
+# up to about a decibel on hot material, so it is set this far below the ceiling.
+LIMITER_MARGIN_DB = 1.0
+MEASURE_TIMEOUT_S = 900.0
+
+
+@dataclass(frozen=True)
+class LoudnessTarget:
+    lufs: float = -16.0
+    true_peak_db: float = -1.5
+    tolerance_lu: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not -40.0 <= self.lufs <= -5.0:
+            raise ValueError("target loudness must be between -40 and -5 LUFS")
+        if not -12.0 <= self.true_peak_db <= 0.0:
+            raise ValueError("true-peak ceiling must be between -12 and 0 dBTP")
+        if self.tolerance_lu <= 0:
+            raise ValueError("tolerance must be positive")
+
+
+@dataclass(frozen=True)
+class Loudness:
+    lufs: float  # integrated loudness; SILENCE_LUFS (-70) for silence
+    true_peak_db: float  # dBTP; -inf for digital silence
+    lra: float  # loudness range, LU
+
+    @property
+    def is_silent(self) -> bool:
+        return not math.isfinite(self.lufs) or self.lufs <= SILENCE_LUFS + 0.05
+
+    def within(self, target: LoudnessTarget) -> bool:
+        """Within ±tolerance of the target and at or under the true-peak ceiling."""
+        return abs(self.lufs - target.lufs) <= target.tolerance_lu and self.true_peak_db <= target.true_peak_db
+
+
+def measure_filter(*, peak: str = "true") -> str:
+    """The analysis filter; its summary goes to ffmpeg's log (stderr) when the stream ends.
+
+    `peak` is "true" (4x oversampled true peak, the costly part), "sample" or "none".
+    """
+    if peak not in ("true", "sample", "none"):
+        raise ValueError(f"peak must be 'true', 'sample' or 'none', not {peak!r}")
+    return "ebur128=framelog=quiet" + ("" if peak == "none" else f":peak={peak}")
+
+
+_I_RE = re.compile(r"\bI:\s*(-?(?:\d+(?:\.\d+)?|inf))\s*LUFS")
+_LRA_RE = re.compile(r"\bLRA:\s*(-?(?:\d+(?:\.\d+)?|inf))\s*LU\b")
+_PEAK_RE = re.compile(r"\bPeak:\s*(-?(?:\d+(?:\.\d+)?|inf))\s*dBFS")
+
+
+def _number(text: str) -> float:
+    return float(text)  # float() reads "inf" and "-inf"
+
+
+def parse_ebur128(log: str) -> Loudness:
+    """Read the summary the ``ebur128`` filter prints at the end of a run.
+
+    With ``peak=sample`` true_peak_db holds the sample peak; without a peak
+    mode there is no peak line and it is NaN.
+    """
+    # The last summary wins: a log can hold more than one run's output.
+    start = log.rfind("Summary:")
+    if start < 0:
+        raise TranscodeError("ffmpeg printed no loudness summary")
+    summary = log[start:]
+    i_match, lra_match = _I_RE.search(summary), _LRA_RE.search(summary)
+    if i_match is None:
+        raise TranscodeError("ffmpeg's loudness summary has no integrated loudness")
+    lufs = max(_number(i_match.group(1)), SILENCE_LUFS)
+    peak_match = _PEAK_RE.search(summary)
+    true_peak = _number(peak_match.group(1)) if peak_match else math.nan
+    lra = _number(lra_match.group(1)) if lra_match else 0.0
+    return Loudness(lufs=lufs, true_peak_db=true_peak, lra=lra)
+
+
+def measure(path: Path, *, downmix_mono: bool = False, timeout_s: float = MEASURE_TIMEOUT_S) -> Loudness:
+    """Integrated loudness, true peak and loudness range of the first audio stream of `path`.
+
+    `downmix_mono` measures the file as it will sound after Loa's downmix to
+    the mono distribution format (what matters for a jingle or an upload).
+    Streams the decode through ffmpeg: no memory grows with the file.
+    """
+    p = Path(path).absolute()  # "a:b.wav" must not be read as an ffmpeg protocol
+    if not p.is_file():
+        raise TranscodeError(f"{p}: no such file")
+    chain = ("aformat=channel_layouts=mono," if downmix_mono else "") + measure_filter()
+    cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(p), "-map", "0:a:0",
+           "-af", chain, "-f", "null", "-"]  # fmt: skip
+    try:
+        proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise TranscodeError(f"{p}: loudness measurement took longer than {timeout_s:g}s") from exc
+    except OSError as exc:
+        raise TranscodeError(f"cannot run ffmpeg: {exc}") from exc
+    log = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode != 0:
+        tail = " | ".join(line.strip() for line in log.splitlines()[-4:] if line.strip())
+        raise TranscodeError(f"{p}: loudness measurement failed (ffmpeg exit {proc.returncode}): {tail}")
+    return parse_ebur128(log)
+
+
+def gain_for(measured: Loudness | float, target: LoudnessTarget, *, max_gain_db: float = MAX_GAIN_DB) -> float:
+    """The gain in dB that brings `measured` to the target: 0 for silence, at most `max_gain_db`."""
+    lufs = measured.lufs if isinstance(measured, Loudness) else measured
+    if not math.isfinite(lufs) or lufs <= SILENCE_LUFS + 0.05:
+        return 0.0
+    return min(target.lufs - lufs, max_gain_db)
+
+
+def limiter_limit_db(target: LoudnessTarget, margin_db: float = LIMITER_MARGIN_DB) -> float:
+    """Sample-peak level the limiter holds (dBFS): the ceiling less the encoder margin."""
+    return target.true_peak_db - margin_db
+
+
+def gain_filter(gain_db: float) -> str:
+    """The gain stage (float precision, so nothing clips before the limiter)."""
+    return f"volume={gain_db:.3f}dB:precision=float"
+
+
+def limiter_filter(limit_db: float, *, attack_ms: float = 5.0, release_ms: float = 50.0) -> str:
+    """A look-ahead limiter holding sample peaks at `limit_db` dBFS.
+
+    ``level=0`` stops alimiter from auto-levelling its output up to the
+    limit, ``latency=1`` removes its look-ahead delay so timing is unchanged.
+    """
+    limit = min(max(10 ** (limit_db / 20), 0.0625), 1.0)  # alimiter accepts 0.0625..1
+    return f"alimiter=limit={limit:.6f}:attack={attack_ms:g}:release={release_ms:g}:level=0:latency=1"
+
+
+def apply_filter(gain_db: float, limit_db: float) -> str:
+    """Filter chain for the second pass: the gain, then the limiter."""
+    return f"{gain_filter(gain_db)},{limiter_filter(limit_db)}"

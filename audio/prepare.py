@@ -1,0 +1,591 @@
+"""Turn any accepted recording into the one broadcast file, at a steady loudness.
+
+Every item the agents play is mono 32 kHz MP3 at 64 kbit/s
+(`audio.render.DISTRIBUTION`), at the same integrated loudness and under the
+same true-peak ceiling (`audio.loudness`), starts after a lead-in that lets
+amplifiers switched on with the stream wake up, and carries no dead air at
+either end.  `prepare_file` does this for uploads, `prepare_segment` for
+TTS output held in memory.
+
+Everything streams through ffmpeg, file in and file out, so a two-hour
+upload needs no more memory than a short one:
+
+1. **Analyse** (one decode of the upload): downmix to mono and resample to
+   32 kHz once, measure the integrated loudness (``ebur128``), find the
+   silence at both ends (``silencedetect``), and write the result as a
+   32-bit float mono WAV intermediate (7.7 MB a minute: a two-hour upload
+   needs about 0.9 GB of temporary disk and no memory).
+2. **Render** (from the intermediate): trim, apply the computed gain,
+   join lead-in / chime / jingles / tail, limit, encode MP3 once.  The
+   ffmpeg ``tee`` muxer writes the MP3 to disk and, at the same time, to a
+   second ffmpeg that decodes it and measures loudness and true peak, so the
+   verification of the *encoded* file runs on another core instead of after.
+3. **Verify**: if the encoded file missed the target (a limiter working hard
+   lowers the loudness; MP3 can add overs), pass 2 is repeated with a
+   corrected gain or a lower limit (at most twice), then the file is moved
+   into place atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import re
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from audio.errors import TranscodeError
+from audio.ffmpeg import AudioSegment, ffmpeg_exe
+from audio.loudness import (
+    MAX_GAIN_DB,
+    Loudness,
+    LoudnessTarget,
+    gain_filter,
+    gain_for,
+    limiter_filter,
+    limiter_limit_db,
+    measure,
+    measure_filter,
+    parse_ebur128,
+)
+from audio.probe import InvalidAudio, probe
+
+log = logging.getLogger(__name__)
+
+__all__ = ["CHIME_GAP_MS", "JINGLE_GAP_MS", "PreparedAudio", "ProgressCallback", "prepare_file", "prepare_segment"]
+
+ProgressCallback = Callable[[float], None]
+
+# The distribution format (see audio.render.DISTRIBUTION and docs/audio.md);
+# repeated here because audio.render builds on this module.
+_CODEC = "mp3"
+_ENCODER = "libmp3lame"
+_RATE = 32000
+_CHANNELS = 1
+_BITRATE = "64k"
+
+CHIME_GAP_MS = 300  # silence after a chime, before the first word
+JINGLE_GAP_MS = 300  # between an intro/outro jingle and the content
+SILENCE_THRESHOLD_DB = -50.0  # below this (sample level) counts as silence at the ends
+SILENCE_MIN_S = 0.25
+KEEP_BEFORE_MS = 50  # kept before the first sound: soft onsets start under the threshold
+KEEP_AFTER_MS = 150  # kept after the last sound: decays and reverb tails
+# The limiter is left out when every peak after the gain stays this far under its limit
+# (it would do nothing but cost ~10 % of the encode); the verification catches the rest.
+LIMITER_SKIP_HEADROOM_DB = 0.5
+MAX_ATTEMPTS = 3  # render passes: the first one and up to two corrections
+# Short items are re-rendered when they miss by more than 0.3 LU (cheap; MP3 at 64 kbit/s
+# loses ~0.5 LU on noise-like material, and silence padding shifts a few-second clip);
+# long ones only when they miss the tolerance itself (a correction costs a second encode).
+CHEAP_RERENDER_MS = 5 * 60 * 1000
+SHORT_AIM_LU = 0.3
+_ANALYSE_SHARE = 0.25  # share of the progress bar for pass 1 (pass 2 encodes: the rest)
+
+
+@dataclass(frozen=True)
+class PreparedAudio:
+    path: Path
+    sha256: str
+    size_bytes: int
+    duration_ms: int
+    lufs: float  # measured on the encoded file; -70 for silence
+    true_peak_db: float  # measured on the encoded file; -inf for digital silence
+    codec: str
+    sample_rate: int
+    channels: int
+
+
+# ---------------------------------------------------------------- running ffmpeg
+
+
+class _Progress:
+    """Maps ffmpeg's out_time onto [lo, hi] of the caller's bar; never goes backwards."""
+
+    def __init__(self, callback: ProgressCallback | None) -> None:
+        self._callback = callback
+        self._last = -1.0
+
+    def report(self, value: float) -> None:
+        value = min(max(value, 0.0), 1.0)
+        if self._callback is not None and value > self._last + 1e-4:
+            self._last = value
+            self._callback(value)
+
+    def stage(self, lo: float, hi: float, total_ms: int) -> Callable[[int], None]:
+        def on_time(out_time_us: int) -> None:
+            if total_ms > 0:
+                self.report(lo + (hi - lo) * min(out_time_us / 1000 / total_ms, 1.0))
+
+        return on_time
+
+
+_OUT_TIME_RE = re.compile(r"^out_time_us=(\d+)\s*$")
+
+
+def _pump_progress(stream: IO[bytes], on_time: Callable[[int], None] | None) -> None:
+    for raw in stream:
+        match = _OUT_TIME_RE.match(raw.decode("ascii", "replace"))
+        if match and on_time is not None:
+            on_time(int(match.group(1)))
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text("utf-8", "replace")
+    except OSError:
+        return "(no log)"
+    kept = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith(" ")]
+    return " | ".join(kept[-lines:]) or "(no output)"
+
+
+def _kill_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            proc.kill()
+
+
+def _timeout_for(duration_ms: int) -> float:
+    # ffmpeg runs at 100x real time or better; this only catches a wedged process.
+    return max(120.0, duration_ms / 1000)
+
+
+def _ffmpeg_cmd(*args: str) -> list[str]:
+    return [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-y", *args]
+
+
+# ---------------------------------------------------------------- pass 1: analyse
+
+
+@dataclass(frozen=True)
+class _Analysis:
+    loudness: Loudness  # of the whole upload after downmix; true_peak_db is the *sample* peak
+    frames: int  # samples in the intermediate
+    start_frame: int  # first sample to keep
+    end_frame: int  # one past the last sample to keep
+
+
+_SILENCE_START_RE = re.compile(r"silence_start:\s*(-?\d+(?:\.\d+)?)")
+_SILENCE_END_RE = re.compile(r"silence_end:\s*(-?\d+(?:\.\d+)?)")
+
+
+def _silences(log_text: str) -> list[tuple[float, float | None]]:
+    """(start, end) of each silence silencedetect reported; end None when it ran to the end."""
+    events: list[tuple[float, float | None]] = []
+    for line in log_text.splitlines():
+        start = _SILENCE_START_RE.search(line)
+        if start:
+            events.append((float(start.group(1)), None))
+            continue
+        end = _SILENCE_END_RE.search(line)
+        if end and events and events[-1][1] is None:
+            events[-1] = (events[-1][0], float(end.group(1)))
+    return events
+
+
+def _trim_range(silences: list[tuple[float, float | None]], frames: int, enabled: bool) -> tuple[int, int]:
+    if not enabled or frames == 0 or not silences:
+        return 0, frames
+    total_s = frames / _RATE
+    edge = 0.02
+    sound_start, sound_end = 0.0, total_s
+    first_start, first_end = silences[0]
+    if first_start <= edge:
+        sound_start = total_s if first_end is None else first_end
+    last_start, last_end = silences[-1]
+    if last_end is None or last_end >= total_s - edge:
+        sound_end = last_start
+    if sound_end <= sound_start:  # silence throughout: nothing to trim towards
+        return 0, frames
+    start = max(0.0, sound_start - KEEP_BEFORE_MS / 1000)
+    end = min(total_s, sound_end + KEEP_AFTER_MS / 1000)
+    return round(start * _RATE), min(frames, round(end * _RATE))
+
+
+def _wav_frames(path: Path, bytes_per_frame: int) -> int:
+    """Frames in a WAV ffmpeg wrote to a seekable file (RIFF, or RF64 beyond 4 GB)."""
+    with path.open("rb") as fh:
+        header = fh.read(4096)
+        size = fh.seek(0, os.SEEK_END)
+    if header[:4] not in (b"RIFF", b"RF64") or header[8:12] != b"WAVE":
+        raise TranscodeError("intermediate is not a WAV file")
+    pos = 12
+    while pos + 8 <= len(header):
+        chunk, length = header[pos : pos + 4], int.from_bytes(header[pos + 4 : pos + 8], "little")
+        if chunk == b"data":
+            body = pos + 8
+            data_len = size - body if length in (0, 0xFFFFFFFF) else min(length, size - body)
+            return data_len // bytes_per_frame
+        pos += 8 + length + (length & 1)
+    raise TranscodeError("intermediate WAV has no data chunk")
+
+
+def _analyse(
+    src: Path, intermediate: Path, work: Path, duration_ms: int, trim: bool, on_time: Callable[[int], None]
+) -> _Analysis:
+    """Decode once into the intermediate; a second ffmpeg fed by a pipe analyses the same samples.
+
+    The decoder finds the silences and writes the WAV and a raw copy to its
+    stdout; the analyser (loudness, sample peak) reads that on another core
+    and reports progress, so the analysis adds little wall time.
+    """
+    fmt = f"aformat=sample_fmts=flt:sample_rates={_RATE}:channel_layouts=mono"
+    # silencedetect is cheap and runs in the decoder; ebur128 costs twice the decode and
+    # gets its own process (and core).
+    silence = f"silencedetect=n={SILENCE_THRESHOLD_DB:g}dB:d={SILENCE_MIN_S:g}"
+    decode_cmd = _ffmpeg_cmd(
+        "-i", str(src), "-filter_complex", f"[0:a:0]{fmt},{silence},asplit=2[file][pipe]",
+        "-map", "[file]", "-c:a", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(intermediate),
+        "-map", "[pipe]", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
+    )  # fmt: skip
+    analyse_cmd = _ffmpeg_cmd(
+        "-f", "f32le", "-ar", str(_RATE), "-ch_layout", "mono", "-i", "pipe:0",
+        "-af", measure_filter(peak="sample"), "-f", "null", "-progress", "pipe:1", "-",
+    )  # fmt: skip
+    decode_log, analyse_log = work / "decode.log", work / "analyse.log"
+    procs: list[subprocess.Popen[bytes]] = []
+    with decode_log.open("wb") as dlog, analyse_log.open("wb") as alog:
+        try:
+            decoder = subprocess.Popen(decode_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=dlog)
+            procs.append(decoder)
+            analyser = subprocess.Popen(analyse_cmd, stdin=decoder.stdout, stdout=subprocess.PIPE, stderr=alog)
+            procs.append(analyser)
+            assert decoder.stdout is not None and analyser.stdout is not None
+            decoder.stdout.close()  # the analyser holds it now
+            timer = threading.Timer(_timeout_for(duration_ms), _kill_all, [procs])
+            timer.start()
+            try:
+                _pump_progress(analyser.stdout, on_time)
+                decode_rc, analyse_rc = decoder.wait(), analyser.wait()
+            finally:
+                timer.cancel()
+        finally:
+            _kill_all([p for p in procs if p.poll() is None])
+            for p in procs:
+                p.wait()
+                if p.stdout is not None:
+                    p.stdout.close()
+    if decode_rc != 0:
+        # probe() accepted the file, so a failure here is the content's fault.
+        raise InvalidAudio(f"the recording is damaged and cannot be played ({_tail(decode_log, 2)})")
+    if analyse_rc != 0:
+        raise TranscodeError(f"loudness analysis failed (ffmpeg exit {analyse_rc}): {_tail(analyse_log)}")
+    loudness = parse_ebur128(analyse_log.read_text("utf-8", "replace"))  # true_peak_db: the sample peak
+    frames = _wav_frames(intermediate, 4)
+    if frames == 0:
+        raise InvalidAudio("the recording contains no sound that can be played")
+    start, end = _trim_range(_silences(decode_log.read_text("utf-8", "replace")), frames, trim)
+    return _Analysis(loudness=loudness, frames=frames, start_frame=start, end_frame=end)
+
+
+# ---------------------------------------------------------------- pass 2: render + verify
+
+
+@dataclass(frozen=True)
+class _Piece:
+    """One input of the assembly: a file with its gain, or silence."""
+
+    path: Path | None
+    gain_db: float = 0.0
+    silence_ms: int = 0
+    duration_ms: int = 0
+    peak_db: float = -math.inf  # true peak before the gain
+
+
+def _tee_escape(path: Path) -> str:
+    # Special characters of the tee muxer's slave list, escaped per ffmpeg's quoting rules.
+    return re.sub(r"([\\|\[\]:'])", r"\\\1", str(path))
+
+
+def _render(
+    intermediate: Path,
+    analysis: _Analysis,
+    content_gain_db: float,
+    before: Sequence[_Piece],
+    after: Sequence[_Piece],
+    limit_db: float | None,
+    out: Path,
+    work: Path,
+    total_ms: int,
+    on_time: Callable[[int], None],
+) -> Loudness:
+    """Encode once, measuring the encoded stream in a parallel ffmpeg; return its loudness.
+
+    `limit_db` None leaves the limiter out (the peaks are known to be well under it).
+    """
+    fmt = f"aformat=sample_fmts=flt:sample_rates={_RATE}:channel_layouts=mono"
+    inputs: list[str] = ["-i", str(intermediate)]
+    graph: list[str] = []
+    labels: list[str] = []
+
+    def add(piece: _Piece) -> None:
+        label = f"p{len(labels)}"
+        if piece.path is None:
+            frames = round(piece.silence_ms * _RATE / 1000)
+            if frames <= 0:
+                return
+            graph.append(f"anullsrc=r={_RATE}:cl=mono,atrim=end_sample={frames},{fmt}[{label}]")
+        else:
+            inputs.extend(["-i", str(piece.path)])
+            index = len(inputs) // 2 - 1
+            graph.append(f"[{index}:a:0]{fmt},{gain_filter(piece.gain_db)}[{label}]")
+        labels.append(label)
+
+    for piece in before:
+        add(piece)
+    content = f"c{len(labels)}"
+    graph.append(
+        f"[0:a:0]atrim=start_sample={analysis.start_frame}:end_sample={analysis.end_frame},"
+        f"asetpts=PTS-STARTPTS,{fmt},{gain_filter(content_gain_db)}[{content}]"
+    )
+    labels.append(content)
+    for piece in after:
+        add(piece)
+    joined = "".join(f"[{label}]" for label in labels)
+    limiter = "" if limit_db is None else f",{limiter_filter(limit_db)}"
+    graph.append(f"{joined}concat=n={len(labels)}:v=0:a=1{limiter}[out]")
+
+    read_fd, write_fd = os.pipe()
+    encode_cmd = _ffmpeg_cmd(
+        *inputs, "-filter_complex", ";".join(graph), "-map", "[out]",
+        "-c:a", _ENCODER, "-b:a", _BITRATE, "-ar", str(_RATE), "-ac", str(_CHANNELS),
+        # No version strings or tags: the same input gives the same bytes (the store is content-addressed).
+        "-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1",
+        "-progress", f"pipe:{write_fd}",
+        "-f", "tee", f"[f={_CODEC}:fflags=+bitexact]{_tee_escape(out)}|[f={_CODEC}]pipe:1",
+    )  # fmt: skip
+    verify_cmd = _ffmpeg_cmd("-f", _CODEC, "-i", "pipe:0", "-af", measure_filter(peak="true"), "-f", "null", "-")
+    encode_log, verify_log = work / "render.log", work / "verify.log"
+    procs: list[subprocess.Popen[bytes]] = []
+    with encode_log.open("wb") as elog, verify_log.open("wb") as vlog:
+        try:
+            encoder = subprocess.Popen(
+                encode_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=elog, pass_fds=(write_fd,)
+            )
+        finally:
+            os.close(write_fd)
+        procs.append(encoder)
+        try:
+            verifier = subprocess.Popen(verify_cmd, stdin=encoder.stdout, stdout=subprocess.DEVNULL, stderr=vlog)
+            procs.append(verifier)
+            assert encoder.stdout is not None
+            encoder.stdout.close()  # the verifier holds it now
+            timer = threading.Timer(_timeout_for(total_ms), _kill_all, [procs])
+            timer.start()
+            try:
+                with os.fdopen(read_fd, "rb") as progress_stream:
+                    read_fd = -1
+                    _pump_progress(progress_stream, on_time)
+                encode_rc, verify_rc = encoder.wait(), verifier.wait()
+            finally:
+                timer.cancel()
+        finally:
+            if read_fd >= 0:
+                os.close(read_fd)
+            _kill_all([p for p in procs if p.poll() is None])
+            for p in procs:
+                p.wait()
+    if encode_rc != 0:
+        raise TranscodeError(f"encoding failed (ffmpeg exit {encode_rc}): {_tail(encode_log)}")
+    if verify_rc == 0:
+        with contextlib.suppress(TranscodeError):
+            return parse_ebur128(verify_log.read_text("utf-8", "replace"))
+    log.warning("parallel loudness check failed (%s); measuring the file instead", _tail(verify_log, 2))
+    return measure(out)
+
+
+def _piece_for(path: Path, target: LoudnessTarget) -> _Piece:
+    info = probe(path)
+    loudness = measure(path, downmix_mono=True)
+    # Jingles are levelled like the content (a chime under 0.4 s measures as silence: gain 0).
+    return _Piece(
+        path=path, gain_db=gain_for(loudness, target), duration_ms=info.duration_ms, peak_db=loudness.true_peak_db
+    )
+
+
+def _needs_limiter(analysis: _Analysis, gain_db: float, pieces: Sequence[_Piece], limit_db: float) -> bool:
+    peaks = [analysis.loudness.true_peak_db + gain_db]  # sample peak of the content
+    peaks += [p.peak_db + p.gain_db for p in pieces if p.path is not None]
+    threshold = limit_db - LIMITER_SKIP_HEADROOM_DB
+    # NaN (no peak reported) compares False: treat it as "needs the limiter".
+    return any(not (peak <= threshold) for peak in peaks)
+
+
+def _silence(ms: int) -> _Piece:
+    return _Piece(path=None, silence_ms=max(ms, 0), duration_ms=max(ms, 0))
+
+
+def _install(produced: Path, dst: Path) -> tuple[str, int]:
+    """Copy into a temporary file beside `dst`, hashing on the way, fsync, rename. Returns (sha256, size)."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    tmp = Path(tmp_name)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with produced.open("rb") as inp, os.fdopen(fd, "wb") as out:
+            while chunk := inp.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return digest.hexdigest(), size
+
+
+def prepare_file(
+    src: Path,
+    dst: Path,
+    *,
+    target: LoudnessTarget = LoudnessTarget(),  # noqa: B008 - frozen dataclass, safe as a default
+    lead_in_ms: int = 600,
+    tail_ms: int = 400,
+    chime: Path | None = None,
+    intro: Path | None = None,
+    outro: Path | None = None,
+    trim_silence: bool = True,
+    progress: ProgressCallback | None = None,
+    work_dir: Path | None = None,
+) -> PreparedAudio:
+    """Prepare `src` (any accepted format, whatever its name) as the broadcast file `dst`.
+
+    Lead-in: `lead_in_ms` of silence; or, with a `chime`, the chime followed
+    by silence so that chime and silence together last at least
+    `lead_in_ms` (and the silence at least `CHIME_GAP_MS`).  `intro` and
+    `outro` jingles are levelled to the target like the content and set
+    `JINGLE_GAP_MS` apart from it.  `progress` receives rising values in
+    0.0–1.0, ending with 1.0.  Temporary files (about 7.7 MB per minute of
+    audio) go to `work_dir`, default the system's temporary directory.
+
+    Raises InvalidAudio (the upload is not usable), TranscodeError (ffmpeg
+    failed), ValueError (bad arguments).
+    """
+    if lead_in_ms < 0 or tail_ms < 0:
+        raise ValueError("lead_in_ms and tail_ms must not be negative")
+    # Absolute paths: ffmpeg would read a name like "a:b.mp3" as a protocol.
+    src, dst = Path(src).absolute(), Path(dst).absolute()
+    bar = _Progress(progress)
+    bar.report(0.0)
+    info = probe(src)
+    before: list[_Piece] = []
+    after: list[_Piece] = []
+    if chime is not None:
+        chime_piece = _piece_for(Path(chime).absolute(), target)
+        before += [chime_piece, _silence(max(CHIME_GAP_MS, lead_in_ms - chime_piece.duration_ms))]
+    else:
+        before.append(_silence(lead_in_ms))
+    if intro is not None:
+        before += [_piece_for(Path(intro).absolute(), target), _silence(JINGLE_GAP_MS)]
+    if outro is not None:
+        after += [_silence(JINGLE_GAP_MS), _piece_for(Path(outro).absolute(), target)]
+    after.append(_silence(tail_ms))
+
+    with tempfile.TemporaryDirectory(prefix="loa-prepare-", dir=work_dir) as tmp:
+        work = Path(tmp).absolute()
+        intermediate = work / "content.wav"
+        analysis = _analyse(
+            src, intermediate, work, info.duration_ms, trim_silence, bar.stage(0.0, _ANALYSE_SHARE, info.duration_ms)
+        )
+        content_ms = round((analysis.end_frame - analysis.start_frame) * 1000 / _RATE)
+        total_ms = content_ms + sum(p.duration_ms for p in (*before, *after))
+        gain = gain_for(analysis.loudness, target)
+        limit = limiter_limit_db(target)
+        force_limiter = False
+        history: list[tuple[float, float]] = []  # (gain, resulting LUFS) of earlier passes
+        out = work / "out.mp3"
+        result: Loudness | None = None
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            use_limiter = force_limiter or _needs_limiter(analysis, gain, before + after, limit)
+            result = _render(
+                intermediate, analysis, gain, before, after, limit if use_limiter else None, out, work, total_ms,
+                bar.stage(_ANALYSE_SHARE, 0.97, total_ms),
+            )  # fmt: skip
+            silent = analysis.loudness.is_silent or result.is_silent
+            capped = gain >= MAX_GAIN_DB - 1e-6 and result.lufs < target.lufs
+            aim = min(SHORT_AIM_LU, target.tolerance_lu) if total_ms <= CHEAP_RERENDER_MS else target.tolerance_lu
+            lufs_ok = silent or capped or abs(result.lufs - target.lufs) <= aim
+            peak_ok = result.true_peak_db <= target.true_peak_db
+            log.debug(
+                "attempt %d: gain %.2f dB, limiter %s -> %s",
+                attempt, gain, f"{limit:.2f} dBFS" if use_limiter else "off", result,
+            )  # fmt: skip
+            if lufs_ok and peak_ok:
+                break
+            if attempt == MAX_ATTEMPTS:
+                if result.within(target):
+                    break
+                log.warning(
+                    "%s: after %d passes the result is %.2f LUFS / %.2f dBTP (target %.1f LUFS, ceiling %.1f dBTP)",
+                    src, attempt, result.lufs, result.true_peak_db, target.lufs, target.true_peak_db,
+                )  # fmt: skip
+                break
+            if not lufs_ok:
+                # dB in -> LU out is 1:1 until the limiter bites; from the second correction on,
+                # use the slope seen between the last two passes (the limiter flattens it).
+                slope = 1.0
+                if history and abs(gain - history[-1][0]) > 0.1:
+                    prev_gain, prev_lufs = history[-1]
+                    slope = min(max((result.lufs - prev_lufs) / (gain - prev_gain), 0.3), 1.0)
+                history.append((gain, result.lufs))
+                gain = min(gain + (target.lufs - result.lufs) / slope, MAX_GAIN_DB)
+            if not peak_ok:
+                if use_limiter:
+                    limit -= result.true_peak_db - target.true_peak_db + 0.3
+                force_limiter = True
+        assert result is not None
+        sha256, size = _install(out, dst)
+    final = probe(dst)
+    bar.report(1.0)
+    return PreparedAudio(
+        path=dst,
+        sha256=sha256,
+        size_bytes=size,
+        duration_ms=final.duration_ms,
+        lufs=result.lufs,
+        true_peak_db=result.true_peak_db,
+        codec=final.codec,
+        sample_rate=final.sample_rate,
+        channels=final.channels,
+    )
+
+
+def prepare_segment(
+    segment: AudioSegment,
+    dst: Path,
+    *,
+    target: LoudnessTarget = LoudnessTarget(),  # noqa: B008 - frozen dataclass, safe as a default
+    lead_in_ms: int = 600,
+    tail_ms: int = 400,
+    chime: Path | None = None,
+    intro: Path | None = None,
+    outro: Path | None = None,
+    trim_silence: bool = True,
+    progress: ProgressCallback | None = None,
+    work_dir: Path | None = None,
+) -> PreparedAudio:
+    """`prepare_file` for audio held in memory (TTS output): spooled to a WAV first.
+
+    pydub writes WAV itself, so neither ffmpeg nor ffprobe is involved before
+    `prepare_file` takes over.
+    """
+    if len(segment) == 0:
+        raise TranscodeError("nothing to prepare: empty segment")
+    with tempfile.TemporaryDirectory(prefix="loa-segment-", dir=work_dir) as tmp:
+        wav = Path(tmp) / "segment.wav"
+        segment.export(str(wav), format="wav")
+        return prepare_file(
+            wav, dst, target=target, lead_in_ms=lead_in_ms, tail_ms=tail_ms, chime=chime, intro=intro,
+            outro=outro, trim_silence=trim_silence, progress=progress, work_dir=work_dir,
+        )  # fmt: skip

@@ -1,0 +1,102 @@
+"""Upload preparation: Loa's `prepare_file` against a plain ffmpeg transcode of the same upload.
+
+A music-like stereo 44.1 kHz upload (pink noise, a slowly beating chord, 2 s of silence at each end)
+is generated once. Loa's run does everything a broadcast needs: probe, one decode with loudness
+analysis and silence detection, trim, lead-in and tail, gain, true-peak limiting, MP3 encoding,
+verification of the encoded file and an atomic install. The reference, on the same file in the same
+run: one ffmpeg command decoding to mono 32 kHz MP3 at 64 kbit/s with no analysis at all. Each is timed
+best-of-N, interleaved so that background load hits both alike. Ratio = Loa / ffmpeg alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from audio.ffmpeg import ffmpeg_exe
+from audio.loudness import measure
+from audio.prepare import PreparedAudio, prepare_file
+
+
+def make_upload(path: Path, minutes: float, fmt: str) -> None:
+    seconds = minutes * 60
+    chord = "0.1*sin(2*PI*220*t)+0.08*sin(2*PI*277*t)+0.06*sin(2*PI*331*t)"
+    codec = ["-c:a", "pcm_s16le"] if fmt == "wav" else ["-c:a", "libmp3lame", "-b:a", "192k"]
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
+         "-f", "lavfi", "-i", f"anoisesrc=c=pink:r=44100:a=0.08:d={seconds}:seed=3",
+         "-f", "lavfi", "-i", f"aevalsrc={chord}:s=44100:d={seconds}",
+         "-filter_complex", "[1]tremolo=f=0.5:d=0.6[c];[0][c]amerge=inputs=2,adelay=2000:all=1,apad=pad_dur=2",
+         "-ac", "2", *codec, str(path)],
+        check=True,
+    )  # fmt: skip
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def plain_ffmpeg(src: Path, dst: Path) -> None:
+    subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(src),
+         "-ac", "1", "-ar", "32000", "-c:a", "libmp3lame", "-b:a", "64k", str(dst)],
+        check=True,
+    )  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--format", choices=("wav", "mp3"), default="wav", help="container of the upload")
+    parser.add_argument("--repeat", type=int, default=3, help="best of N")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="loa-bench-") as tmp:
+        root = Path(tmp)
+        src = root / f"upload.{args.format}"
+        print(f"audio prepare: {args.minutes:g}-minute stereo 44.1 kHz {args.format} upload, best of {args.repeat}",
+              flush=True)  # fmt: skip
+        make_upload(src, args.minutes, args.format)
+        print(f"  upload: {src.stat().st_size / 1e6:.1f} MB", flush=True)
+        plain_times: list[float] = []
+        loa_times: list[float] = []
+        plain_cpu: list[float] = []
+        loa_cpu: list[float] = []
+        prepared: PreparedAudio | None = None
+        for round_ in range(args.repeat):
+            cpu, start = _children_cpu(), time.perf_counter()
+            plain_ffmpeg(src, root / "plain.mp3")
+            plain_times.append(time.perf_counter() - start)
+            plain_cpu.append(_children_cpu() - cpu)
+            cpu, start = _children_cpu(), time.perf_counter()
+            prepared = prepare_file(src, root / "loa.mp3")
+            loa_times.append(time.perf_counter() - start)
+            loa_cpu.append(_children_cpu() - cpu)
+            print(f"  round {round_ + 1}: ffmpeg alone {plain_times[-1]:.2f} s, Loa prepare {loa_times[-1]:.2f} s",
+                  flush=True)  # fmt: skip
+        assert prepared is not None
+        plain_best, loa_best = min(plain_times), min(loa_times)
+        audio_s = args.minutes * 60 + 4
+        child_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        plain_loudness = measure(root / "plain.mp3")
+        print(
+            f"  ffmpeg alone  {plain_best:6.2f} s ({audio_s / plain_best:4.0f}x real time), "
+            f"{plain_loudness.lufs:.1f} LUFS, {plain_loudness.true_peak_db:.1f} dBTP (not normalised)"
+        )
+        print(f"  Loa prepare   {loa_best:6.2f} s ({audio_s / loa_best:4.0f}x real time), "
+              f"{prepared.lufs:.1f} LUFS, {prepared.true_peak_db:.1f} dBTP, {prepared.duration_ms / 1000:.1f} s, "
+              f"{prepared.size_bytes / 1e6:.2f} MB")  # fmt: skip
+        print(
+            f"  CPU time (all ffmpeg processes, min): ffmpeg alone {min(plain_cpu):.2f} s, "
+            f"Loa {min(loa_cpu):.2f} s (ratio {min(loa_cpu) / min(plain_cpu):.2f}; Loa spreads it over 2 cores)"
+        )
+        print(f"  largest ffmpeg process: {child_rss_mb:.0f} MB resident")
+        print(f"  ratio Loa/ffmpeg: {loa_best / plain_best:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""Loudness measurement (ebur128) and the gain/limiter stage built from it."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from audio.errors import TranscodeError
+from audio.loudness import (
+    MAX_GAIN_DB,
+    Loudness,
+    LoudnessTarget,
+    apply_filter,
+    gain_for,
+    limiter_limit_db,
+    measure,
+    parse_ebur128,
+)
+from tests.audio.test_prepare import ffmpeg, make_audio
+
+
+@pytest.fixture(scope="session")
+def signals(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("loudness")
+    made: dict[str, Path] = {}
+    # A 997 Hz sine at -20 dBFS peak measures -23.0 LUFS (BS.1770: a full-scale one is -3.01).
+    made["sine"] = root / "sine.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=f=997:r=48000:d=5", "-af", "volume=0.8", "-ac", "1", str(made["sine"]))
+    made["silence"] = root / "silence.flac"
+    ffmpeg("-f", "lavfi", "-i", "anullsrc=r=44100:cl=stereo", "-t", "3", str(made["silence"]))
+    made["music"] = make_audio(root / "music.mp3", pad_s=0, options=["-c:a", "libmp3lame"])
+    made["hot"] = make_audio(root / "hot.wav", noise=1.0, tone=1.0, gain_db=6.0, pad_s=0)
+    return made
+
+
+def test_measure_a_reference_sine(signals: dict[str, Path]) -> None:
+    result = measure(signals["sine"])
+    assert result.lufs == pytest.approx(-23.0, abs=0.2)
+    assert result.true_peak_db == pytest.approx(-20.0, abs=0.2)
+    assert result.lra < 1.0
+    assert not result.is_silent
+
+
+def test_measure_digital_silence_without_crashing(signals: dict[str, Path]) -> None:
+    result = measure(signals["silence"])
+    assert result.lufs == -70.0
+    assert result.true_peak_db == -math.inf
+    assert result.is_silent
+    assert gain_for(result, LoudnessTarget()) == 0.0  # silence is never amplified
+
+
+def test_measure_downmix_matches_the_mono_distribution(signals: dict[str, Path]) -> None:
+    stereo, mono = measure(signals["music"]), measure(signals["music"], downmix_mono=True)
+    assert math.isfinite(stereo.lufs) and math.isfinite(mono.lufs)
+    assert stereo.lufs != mono.lufs  # uncorrelated channels lose power in a downmix
+
+
+def test_hot_input_is_seen_as_hot(signals: dict[str, Path]) -> None:
+    result = measure(signals["hot"])
+    assert result.true_peak_db >= 0.0
+    assert gain_for(result, LoudnessTarget()) < 0
+
+
+def test_measure_errors(tmp_path: Path) -> None:
+    with pytest.raises(TranscodeError, match="no such file"):
+        measure(tmp_path / "missing.wav")
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"not audio at all" * 10)
+    with pytest.raises(TranscodeError):
+        measure(junk)
+
+
+def test_gain_is_capped_for_near_silence() -> None:
+    target = LoudnessTarget()
+    assert gain_for(-26.0, target) == pytest.approx(10.0)
+    assert gain_for(-60.0, target) == MAX_GAIN_DB  # would be +44 dB of hiss
+    assert gain_for(-70.0, target) == 0.0
+    assert gain_for(-math.inf, target) == 0.0
+    assert gain_for(-5.0, target) == pytest.approx(-11.0)
+
+
+def test_filter_string() -> None:
+    chain = apply_filter(6.5, limiter_limit_db(LoudnessTarget()))
+    assert chain.startswith("volume=6.500dB")
+    # Limited 1 dB under the -1.5 dBTP ceiling, without alimiter's auto-levelling and delay.
+    assert "alimiter=limit=0.749894" in chain and "level=0" in chain and "latency=1" in chain
+
+
+def test_parse_ebur128_summary() -> None:
+    log = """[Parsed_ebur128_0 @ 0x1] Summary:
+
+  Integrated loudness:
+    I:         -18.3 LUFS
+    Threshold: -28.6 LUFS
+
+  Loudness range:
+    LRA:         6.1 LU
+    Threshold: -38.7 LUFS
+    LRA low:   -22.4 LUFS
+    LRA high:  -16.3 LUFS
+
+  True peak:
+    Peak:       -0.4 dBFS
+"""
+    assert parse_ebur128("noise before\n" + log) == Loudness(lufs=-18.3, true_peak_db=-0.4, lra=6.1)
+    no_peak = parse_ebur128(log.split("  True peak:")[0])
+    assert no_peak.lufs == -18.3 and math.isnan(no_peak.true_peak_db)
+    with pytest.raises(TranscodeError):
+        parse_ebur128("no summary here")
+
+
+def test_target_validation_and_tolerance() -> None:
+    target = LoudnessTarget()
+    assert (target.lufs, target.true_peak_db, target.tolerance_lu) == (-16.0, -1.5, 1.0)
+    assert Loudness(-16.9, -1.6, 3.0).within(target)
+    assert not Loudness(-17.1, -3.0, 3.0).within(target)
+    assert not Loudness(-16.0, -1.4, 3.0).within(target)
+    with pytest.raises(ValueError):
+        LoudnessTarget(lufs=0.0)
+    with pytest.raises(ValueError):
+        LoudnessTarget(true_peak_db=1.0)
+
+
+def test_hot_clipped_input_lands_on_target_under_the_ceiling(signals: dict[str, Path], tmp_path: Path) -> None:
+    """Gain alone would clip this input (facts.md: pyloudnorm reached peak 1.38); gain + limiter does not."""
+    from audio.prepare import prepare_file
+
+    ours = prepare_file(signals["hot"], tmp_path / "ours.mp3")
+    measured = measure(ours.path)
+    assert abs(measured.lufs - -16.0) <= 0.5
+    assert measured.true_peak_db <= -1.5
+
+
+def test_peaky_input_is_limited_under_the_ceiling(tmp_path: Path) -> None:
+    """A quiet tone with full-scale clicks: the gain it needs puts the clicks ~14 dB over full scale."""
+    from audio.prepare import prepare_file
+
+    src = tmp_path / "clicks.wav"
+    ffmpeg("-f", "lavfi", "-i", "aevalsrc=0.03*sin(2*PI*440*t)+0.95*lt(mod(t\\,0.5)\\,0.002):s=44100:d=6",
+           "-ac", "2", str(src))  # fmt: skip
+    before = measure(src, downmix_mono=True)
+    assert before.true_peak_db > -1.0 and before.lufs < -25.0
+    prepared = prepare_file(src, tmp_path / "out.mp3")
+    measured = measure(prepared.path)
+    assert abs(measured.lufs - -16.0) <= 1.0
+    assert measured.true_peak_db <= -1.5
