@@ -71,8 +71,9 @@ def compile_plans(
         kept = tuple(item for item in items if item.end > now and item.play_at < until)
         if kept:
             timelines[agent_id] = kept
+        # A decision stays relevant while its item is in the plan, even if the other item has ended.
         kept_ids = {item.id for item in kept}
-        conflicts.extend(c for c in found if c.item_id in kept_ids and c.other_id in kept_ids)
+        conflicts.extend(c for c in found if c.item_id in kept_ids)
     return CompiledPlans(timelines=timelines, conflicts=tuple(conflicts))
 
 

@@ -7,6 +7,7 @@ records which engine and voice made the audio, so the console can warn when the 
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -207,7 +208,8 @@ class Renderer:
             if db.get(AudioAsset, produced.sha256) is None:
                 db.add(AudioAsset(sha256=produced.sha256, size_bytes=produced.size_bytes,
                                   duration_ms=produced.duration_ms, mime=produced.mime, engine=produced.engine,
-                                  voice=produced.voice, lufs=produced.lufs, true_peak_db=produced.true_peak_db,
+                                  voice=produced.voice, lufs=_finite(produced.lufs),
+                                  true_peak_db=_finite(produced.true_peak_db),
                                   created_at=utcnow()))
                 db.flush()
             row = db.get(Announcement, announcement_id)
@@ -216,6 +218,11 @@ class Renderer:
                 row.audio_status, row.progress, row.upload_path = "ready", 100, None
                 row.engine, row.voice = produced.engine, produced.voice
                 row.fallback_used = row.kind == "tts" and produced.engine != PRIMARY_ENGINE
+
+
+def _finite(value: float | None) -> float | None:
+    """Digital silence measures -inf; the database and JSON get no value instead."""
+    return value if value is not None and math.isfinite(value) else None
 
 
 @dataclass(frozen=True)

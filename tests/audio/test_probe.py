@@ -6,6 +6,7 @@ import json
 import random
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,7 +128,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_ffprobe_json_is_parsed(samples: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     """The ffprobe path on recorded output, so it is covered where no ffprobe is installed."""
-    recorded = {
+    recorded: dict[str, Any] = {
         "streams": [
             {"index": 0, "codec_type": "video", "codec_name": "mjpeg"},  # cover art comes first
             {"index": 1, "codec_type": "audio", "codec_name": "mp3", "sample_rate": "44100",
