@@ -70,7 +70,8 @@ def ffprobe_exe() -> str | None:
     """Path of an ffprobe binary, or None: nothing in Loa requires one."""
     configured = os.environ.get("LOA_FFPROBE")
     if configured:
-        return shutil.which(configured)
+        # "none" forces the ffprobe-free path, as with the pip-shipped ffmpeg.
+        return None if configured.lower() == "none" else shutil.which(configured)
     on_path = shutil.which("ffprobe")
     if on_path:
         return on_path
