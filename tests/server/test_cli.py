@@ -46,3 +46,11 @@ def test_audio_prepare_refuses_non_audio_with_a_message(tmp_path: Path) -> None:
     bogus.write_text("not audio")
     result = loa("audio", "prepare", str(bogus), "-o", str(tmp_path / "out.mp3"))
     assert result.returncode == 2 and result.stderr.startswith("loa: ")
+
+
+def test_tts_say_writes_an_mp3_with_the_chosen_engine(tmp_path: Path) -> None:
+    out = tmp_path / "say.mp3"
+    result = loa("tts", "say", "Xin chào bà con lúc 7h", "-o", str(out), "--engine", "espeak-ng")
+    assert result.returncode == 0, result.stderr
+    assert "engine espeak-ng" in result.stdout and out.stat().st_size > 1000
+
