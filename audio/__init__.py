@@ -1,4 +1,20 @@
-"""Loa's audio layer: Vietnamese text normalisation, text-to-speech, rendering and storage.
+"""Loa's audio layer: Vietnamese text normalisation, text-to-speech, the broadcast format, storage.
 
 It knows nothing of the server: it takes text and files and returns audio and facts about it.
 """
+
+from audio.errors import AudioError, TranscodeError, TtsError
+from audio.loudness import Loudness, LoudnessTarget, measure
+from audio.normalize import normalize
+from audio.prepare import PreparedAudio, prepare_file, prepare_segment
+from audio.probe import AudioTooLarge, AudioTooLong, InvalidAudio, ProbeResult, UploadLimits, check_upload, probe
+from audio.render import DISTRIBUTION, RenderedAudio, render_speech
+from audio.store import AudioStore
+from audio.tts import EspeakEngine, GttsEngine, Speech, TtsChain, TtsEngine, default_chain
+
+__all__ = [
+    "DISTRIBUTION", "AudioError", "AudioStore", "AudioTooLarge", "AudioTooLong", "EspeakEngine", "GttsEngine",
+    "InvalidAudio", "Loudness", "LoudnessTarget", "PreparedAudio", "ProbeResult", "RenderedAudio", "Speech",
+    "TranscodeError", "TtsChain", "TtsEngine", "TtsError", "UploadLimits", "check_upload", "default_chain",
+    "measure", "normalize", "prepare_file", "prepare_segment", "probe", "render_speech",
+]
