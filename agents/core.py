@@ -284,16 +284,36 @@ class Agent:
         while True:
             self._changed.clear()
             pending = self._pending_items()
+            now = self._clock.time()
+            due = [i for i in pending if i.play_at.timestamp() <= now]
+            if due:
+                # Among everything due: the highest priority first, then the earliest.
+                best = min(due, key=lambda i: (-i.priority, i.play_at, i.id))
+                running = self._running
+                if running is None or best.priority > running.item.priority:
+                    await self._start(best)
+                else:
+                    # Equal or lower priority never plays on top: wait for the end, or for anything new
+                    # (an emergency that arrives meanwhile must not wait behind the queue).
+                    await self._wait_end_or_change(running)
+                continue
             if not pending:
                 await self._changed.wait()
                 continue
-            item = pending[0]
-            if not await self._sleep_until(item.play_at.timestamp() - ARM_LEAD_S):
+            upcoming = pending[0]
+            if not await self._sleep_until(upcoming.play_at.timestamp() - ARM_LEAD_S):
                 continue  # something changed; look again
-            await self._arm(item)
-            if not await self._sleep_until(item.play_at.timestamp()):
-                continue
-            await self._start_when_free(item)
+            await self._arm(upcoming)
+            await self._sleep_until(upcoming.play_at.timestamp())
+
+    async def _wait_end_or_change(self, running: _Running) -> None:
+        changed = asyncio.ensure_future(self._changed.wait())
+        try:
+            await asyncio.wait({running.task, changed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+        if running.task.done():
+            self._settle(running)
 
     async def _sleep_until(self, wall_time: float) -> bool:
         """Sleep until ``wall_time``; False if the plan changed first."""
@@ -317,15 +337,11 @@ class Agent:
         except (FetchError, PlaybackError) as exc:
             log.warning("%s cannot arm %s: %s", self.settings.agent_id, item.id, exc)
 
-    async def _start_when_free(self, item: PlanItem) -> None:
+    async def _start(self, item: PlanItem) -> None:
+        """Start ``item`` now; whatever plays has a lower priority and is preempted."""
         running = self._running
         if running is not None:
-            if item.priority > running.item.priority:
-                await self._cancel_running(running, "preempted", f"by {item.id}")
-            else:
-                # Equal or lower priority never plays on top: it waits for the end, if it still may.
-                with contextlib.suppress(asyncio.CancelledError):
-                    await asyncio.shield(running.task)
+            await self._cancel_running(running, "preempted", f"by {item.id}")
         lateness_ms = (self._clock.time() - item.play_at.timestamp()) * 1000
         if lateness_ms > item.max_late_ms:
             self._record(item, "skipped", detail=f"{lateness_ms:.0f} ms late")

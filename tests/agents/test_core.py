@@ -216,3 +216,20 @@ async def test_a_corrupted_cached_file_is_replaced_before_playing(tmp_path: Path
     finally:
         await h.close()
 
+
+
+async def test_an_emergency_does_not_wait_behind_queued_items(h: Harness) -> None:
+    playing, queued = item("long", 0.1, duration_ms=3000), item("queued", 0.3, duration_ms=500)
+    h.agent.on_message(Topics.plan(AGENT), plan(1, playing, queued))
+    await settle(0.6)  # "queued" is due and waits for "long" to end
+    now = datetime.now(UTC)
+    storm = item("storm", 0.0, duration_ms=200, priority=Priority.EMERGENCY)
+    h.agent.on_message(Topics.command(AGENT), encode(Command(
+        id="e1", name="play_now", issued_at=now, expires_at=now + timedelta(minutes=1),
+        args={"item": storm.to_dict()})))
+    await settle(0.2)
+    started = {p.item_id: p.started_at for p in h.player.plays}
+    assert "storm" in started and started["storm"] - storm.play_at.timestamp() < 0.1, started
+    await settle(0.8)
+    assert [p.item_id for p in h.player.plays] == ["long", "storm", "queued"]
+    assert kinds(h)[:4] == [("long", "started"), ("long", "preempted"), ("storm", "started"), ("storm", "finished")]
