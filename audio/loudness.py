@@ -32,9 +32,12 @@ __all__ = [
     "LIMITER_MARGIN_DB",
     "MAX_GAIN_DB",
     "SILENCE_LUFS",
+    "SPEECH_COMPRESSOR",
+    "Compressor",
     "Loudness",
     "LoudnessTarget",
     "apply_filter",
+    "compressor_filter",
     "gain_filter",
     "gain_for",
     "limiter_filter",
@@ -175,6 +178,47 @@ def limiter_filter(limit_db: float, *, attack_ms: float = 5.0, release_ms: float
     """
     limit = min(max(10 ** (limit_db / 20), 0.0625), 1.0)  # alimiter accepts 0.0625..1
     return f"alimiter=limit={limit:.6f}:attack={attack_ms:g}:release={release_ms:g}:level=0:latency=1"
+
+
+@dataclass(frozen=True)
+class Compressor:
+    """A downward compressor (``acompressor``, RMS detection, no make-up gain), before the loudness gain.
+
+    `threshold_db` is relative to the input's sample peak where that is known
+    (speech handed to `audio.prepare.prepare_segment`), so it acts on the top
+    `-threshold_db` dB of the range whatever the engine's output level; for a
+    file whose peak is not known in advance it is taken as dBFS.
+    """
+
+    threshold_db: float = -20.0
+    ratio: float = 4.0
+    attack_ms: float = 0.5
+    release_ms: float = 80.0
+
+    def __post_init__(self) -> None:
+        if not -60.0 <= self.threshold_db <= 0.0:
+            raise ValueError("compressor threshold must be between -60 and 0 dBFS")
+        if not 1.0 <= self.ratio <= 20.0:
+            raise ValueError("compressor ratio must be between 1 and 20")
+        if not (0.01 <= self.attack_ms <= 2000.0 and 0.01 <= self.release_ms <= 9000.0):
+            raise ValueError("compressor attack must be 0.01-2000 ms and release 0.01-9000 ms")
+
+
+# Speech from TTS engines is very peaky (espeak-ng: about -19 LUFS with peaks at full scale, a
+# crest factor the limiter alone can only absorb by costing ~1.5 LU and a second encode). 4:1 above
+# -20 dBFS (peak-relative for speech) with a fast attack evens the syllables out; the limiter then
+# has little left to do, so one render pass lands on the target (see docs/audio.md).
+SPEECH_COMPRESSOR = Compressor()
+
+
+def compressor_filter(compressor: Compressor, peak_db: float = 0.0) -> str:
+    """The compressor stage for input peaking at `peak_db` dBFS; ``makeup=1`` (the loudness gain follows)."""
+    peak = peak_db if math.isfinite(peak_db) else 0.0
+    threshold = min(max(10 ** ((peak + compressor.threshold_db) / 20), 0.001), 1.0)  # acompressor: 2^-10..1
+    return (
+        f"acompressor=threshold={threshold:.6f}:ratio={compressor.ratio:g}:attack={compressor.attack_ms:g}"
+        f":release={compressor.release_ms:g}:makeup=1"
+    )
 
 
 def apply_filter(gain_db: float, limit_db: float) -> str:

@@ -11,8 +11,9 @@ Everything streams through ffmpeg, file in and file out, so a two-hour
 upload needs no more memory than a short one:
 
 1. **Analyse** (one decode of the upload): downmix to mono and resample to
-   32 kHz once, measure the integrated loudness (``ebur128``), find the
-   silence at both ends (``silencedetect``), and write the result as a
+   32 kHz once, find the silence at both ends (``silencedetect``), compress
+   (synthesised speech only, `audio.loudness.SPEECH_COMPRESSOR`), measure the
+   integrated loudness (``ebur128``), and write the result as a
    32-bit float mono WAV intermediate (7.7 MB a minute: a two-hour upload
    needs about 0.9 GB of temporary disk and no memory).
 2. **Render** (from the intermediate): trim, apply the computed gain,
@@ -23,7 +24,8 @@ upload needs no more memory than a short one:
 3. **Verify**: if the encoded file missed the target (a limiter working hard
    lowers the loudness; MP3 can add overs), pass 2 is repeated with a
    corrected gain or a lower limit (at most twice), then the file is moved
-   into place atomically.
+   into place atomically.  The first pass already aims `ENCODER_LOSS_LU`
+   high for what MP3 takes off, so one encode is the rule.
 """
 
 from __future__ import annotations
@@ -46,8 +48,10 @@ from audio.errors import TranscodeError
 from audio.ffmpeg import AudioSegment, ffmpeg_exe
 from audio.loudness import (
     MAX_GAIN_DB,
+    Compressor,
     Loudness,
     LoudnessTarget,
+    compressor_filter,
     gain_filter,
     gain_for,
     limiter_filter,
@@ -71,6 +75,10 @@ _ENCODER = "libmp3lame"
 _RATE = 32000
 _CHANNELS = 1
 _BITRATE = "64k"
+# LAME's algorithm quality (0 best/slowest .. 9 fastest). 7 turns off the slowest psychoacoustic
+# search and roughly halves encoding time; at 64 kbit/s mono 32 kHz it measured no worse than the
+# default (3) against the source waveform, see docs/audio.md.
+_COMPRESSION_LEVEL = "7"
 
 CHIME_GAP_MS = 300  # silence after a chime, before the first word
 JINGLE_GAP_MS = 300  # between an intro/outro jingle and the content
@@ -82,11 +90,15 @@ KEEP_AFTER_MS = 150  # kept after the last sound: decays and reverb tails
 # (it would do nothing but cost ~10 % of the encode); the verification catches the rest.
 LIMITER_SKIP_HEADROOM_DB = 0.5
 MAX_ATTEMPTS = 3  # render passes: the first one and up to two corrections
-# Short items are re-rendered when they miss by more than 0.3 LU (cheap; MP3 at 64 kbit/s
-# loses ~0.5 LU on noise-like material, and silence padding shifts a few-second clip);
-# long ones only when they miss the tolerance itself (a correction costs a second encode).
-CHEAP_RERENDER_MS = 5 * 60 * 1000
+# MP3 at 64 kbit/s takes 0.3-0.5 LU off (measured: espeak-ng speech 0.4-0.5, pink noise ~0.5),
+# so the first pass aims this much above the target instead of finding it out with a second encode.
+ENCODER_LOSS_LU = 0.4
+# After a pass, items up to a minute are re-rendered when they miss by more than 0.3 LU (cheap;
+# silence padding shifts a few-second clip); longer ones only when they miss by more than half the
+# tolerance (a correction costs a whole second encode, and the result is still well within spec).
+CHEAP_RERENDER_MS = 60 * 1000
 SHORT_AIM_LU = 0.3
+LONG_AIM_LU = 0.5
 _ANALYSE_SHARE = 0.25  # share of the progress bar for pass 1 (pass 2 encodes: the rest)
 
 
@@ -228,20 +240,34 @@ def _wav_frames(path: Path, bytes_per_frame: int) -> int:
 
 
 def _analyse(
-    src: Path, intermediate: Path, work: Path, duration_ms: int, trim: bool, on_time: Callable[[int], None]
+    src: Path,
+    intermediate: Path,
+    work: Path,
+    duration_ms: int,
+    trim: bool,
+    on_time: Callable[[int], None],
+    dynamics: str = "",
 ) -> _Analysis:
     """Decode once into the intermediate; a second ffmpeg fed by a pipe analyses the same samples.
 
     The decoder finds the silences and writes the WAV and a raw copy to its
     stdout; the analyser (loudness, sample peak) reads that on another core
-    and reports progress, so the analysis adds little wall time.
+    and reports progress, so the analysis adds little wall time.  `dynamics`
+    (a compressor filter, or "") is applied after the silence detection, so the
+    intermediate and the loudness measured are those of the compressed audio.
     """
     fmt = f"aformat=sample_fmts=flt:sample_rates={_RATE}:channel_layouts=mono"
     # silencedetect is cheap and runs in the decoder; ebur128 costs twice the decode and
     # gets its own process (and core).
     silence = f"silencedetect=n={SILENCE_THRESHOLD_DB:g}dB:d={SILENCE_MIN_S:g}"
+    if dynamics:
+        # Downmix first, then compress at the input's own rate (TTS engines speak at 16-24 kHz:
+        # fewer samples for the costliest filter of this pass), then resample.
+        chain = f"aformat=sample_fmts=flt:channel_layouts=mono,{silence},{dynamics},{fmt}"
+    else:
+        chain = f"{fmt},{silence}"
     decode_cmd = _ffmpeg_cmd(
-        "-i", str(src), "-filter_complex", f"[0:a:0]{fmt},{silence},asplit=2[file][pipe]",
+        "-i", str(src), "-filter_complex", f"[0:a:0]{chain},asplit=2[file][pipe]",
         "-map", "[file]", "-c:a", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(intermediate),
         "-map", "[pipe]", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
     )  # fmt: skip
@@ -355,7 +381,8 @@ def _render(
     read_fd, write_fd = os.pipe()
     encode_cmd = _ffmpeg_cmd(
         *inputs, "-filter_complex", ";".join(graph), "-map", "[out]",
-        "-c:a", _ENCODER, "-b:a", _BITRATE, "-ar", str(_RATE), "-ac", str(_CHANNELS),
+        "-c:a", _ENCODER, "-b:a", _BITRATE, "-compression_level", _COMPRESSION_LEVEL,
+        "-ar", str(_RATE), "-ac", str(_CHANNELS),
         # No version strings or tags: the same input gives the same bytes (the store is content-addressed).
         "-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1",
         "-progress", f"pipe:{write_fd}",
@@ -406,8 +433,14 @@ def _piece_for(path: Path, target: LoudnessTarget) -> _Piece:
     loudness = measure(path, downmix_mono=True)
     # Jingles are levelled like the content (a chime under 0.4 s measures as silence: gain 0).
     return _Piece(
-        path=path, gain_db=gain_for(loudness, target), duration_ms=info.duration_ms, peak_db=loudness.true_peak_db
+        path=path, gain_db=_first_gain(loudness, target), duration_ms=info.duration_ms, peak_db=loudness.true_peak_db
     )
+
+
+def _first_gain(loudness: Loudness, target: LoudnessTarget) -> float:
+    """The gain to the target plus the encoder's expected loss (none for silence), at most MAX_GAIN_DB."""
+    gain = gain_for(loudness, target)
+    return gain if loudness.is_silent else min(gain + ENCODER_LOSS_LU, MAX_GAIN_DB)
 
 
 def _needs_limiter(analysis: _Analysis, gain_db: float, pieces: Sequence[_Piece], limit_db: float) -> bool:
@@ -456,6 +489,7 @@ def prepare_file(
     intro: Path | None = None,
     outro: Path | None = None,
     trim_silence: bool = True,
+    compressor: Compressor | None = None,
     progress: ProgressCallback | None = None,
     work_dir: Path | None = None,
 ) -> PreparedAudio:
@@ -468,17 +502,44 @@ def prepare_file(
     `JINGLE_GAP_MS` apart from it.  `progress` receives rising values in
     0.0–1.0, ending with 1.0.  Temporary files (about 7.7 MB per minute of
     audio) go to `work_dir`, default the system's temporary directory.
+    `compressor` (off by default for uploads; its threshold is then in dBFS)
+    is applied to the content before the loudness is measured.
 
     Raises InvalidAudio (the upload is not usable), TranscodeError (ffmpeg
     failed), ValueError (bad arguments).
     """
+    return _prepare(
+        src, dst, target=target, lead_in_ms=lead_in_ms, tail_ms=tail_ms, chime=chime, intro=intro, outro=outro,
+        trim_silence=trim_silence, dynamics="" if compressor is None else compressor_filter(compressor),
+        progress=progress, work_dir=work_dir,
+    )  # fmt: skip
+
+
+def _prepare(
+    src: Path,
+    dst: Path,
+    *,
+    target: LoudnessTarget,
+    lead_in_ms: int,
+    tail_ms: int,
+    chime: Path | None,
+    intro: Path | None,
+    outro: Path | None,
+    trim_silence: bool,
+    dynamics: str,
+    progress: ProgressCallback | None,
+    work_dir: Path | None,
+    duration_ms: int | None = None,
+) -> PreparedAudio:
+    """`prepare_file`; `duration_ms` given (a WAV Loa wrote itself) spares the probe of `src`."""
     if lead_in_ms < 0 or tail_ms < 0:
         raise ValueError("lead_in_ms and tail_ms must not be negative")
     # Absolute paths: ffmpeg would read a name like "a:b.mp3" as a protocol.
     src, dst = Path(src).absolute(), Path(dst).absolute()
     bar = _Progress(progress)
     bar.report(0.0)
-    info = probe(src)
+    if duration_ms is None:
+        duration_ms = probe(src).duration_ms
     before: list[_Piece] = []
     after: list[_Piece] = []
     if chime is not None:
@@ -495,12 +556,11 @@ def prepare_file(
     with tempfile.TemporaryDirectory(prefix="loa-prepare-", dir=work_dir) as tmp:
         work = Path(tmp).absolute()
         intermediate = work / "content.wav"
-        analysis = _analyse(
-            src, intermediate, work, info.duration_ms, trim_silence, bar.stage(0.0, _ANALYSE_SHARE, info.duration_ms)
-        )
+        on_time = bar.stage(0.0, _ANALYSE_SHARE, duration_ms)
+        analysis = _analyse(src, intermediate, work, duration_ms, trim_silence, on_time, dynamics)
         content_ms = round((analysis.end_frame - analysis.start_frame) * 1000 / _RATE)
         total_ms = content_ms + sum(p.duration_ms for p in (*before, *after))
-        gain = gain_for(analysis.loudness, target)
+        gain = _first_gain(analysis.loudness, target)
         limit = limiter_limit_db(target)
         force_limiter = False
         history: list[tuple[float, float]] = []  # (gain, resulting LUFS) of earlier passes
@@ -514,7 +574,7 @@ def prepare_file(
             )  # fmt: skip
             silent = analysis.loudness.is_silent or result.is_silent
             capped = gain >= MAX_GAIN_DB - 1e-6 and result.lufs < target.lufs
-            aim = min(SHORT_AIM_LU, target.tolerance_lu) if total_ms <= CHEAP_RERENDER_MS else target.tolerance_lu
+            aim = min(SHORT_AIM_LU if total_ms <= CHEAP_RERENDER_MS else LONG_AIM_LU, target.tolerance_lu)
             lufs_ok = silent or capped or abs(result.lufs - target.lufs) <= aim
             peak_ok = result.true_peak_db <= target.true_peak_db
             log.debug(
@@ -572,20 +632,25 @@ def prepare_segment(
     intro: Path | None = None,
     outro: Path | None = None,
     trim_silence: bool = True,
+    compressor: Compressor | None = None,
     progress: ProgressCallback | None = None,
     work_dir: Path | None = None,
 ) -> PreparedAudio:
     """`prepare_file` for audio held in memory (TTS output): spooled to a WAV first.
 
     pydub writes WAV itself, so neither ffmpeg nor ffprobe is involved before
-    `prepare_file` takes over.
+    `prepare_file` takes over.  Here the `compressor` threshold is relative to
+    the segment's sample peak (`audio.render.render_speech` passes
+    `audio.loudness.SPEECH_COMPRESSOR`).
     """
     if len(segment) == 0:
         raise TranscodeError("nothing to prepare: empty segment")
+    dynamics = "" if compressor is None else compressor_filter(compressor, segment.max_dBFS)
     with tempfile.TemporaryDirectory(prefix="loa-segment-", dir=work_dir) as tmp:
         wav = Path(tmp) / "segment.wav"
         segment.export(str(wav), format="wav")
-        return prepare_file(
+        return _prepare(
             wav, dst, target=target, lead_in_ms=lead_in_ms, tail_ms=tail_ms, chime=chime, intro=intro,
-            outro=outro, trim_silence=trim_silence, progress=progress, work_dir=work_dir,
+            outro=outro, trim_silence=trim_silence, dynamics=dynamics, progress=progress, work_dir=work_dir,
+            duration_ms=len(segment),
         )  # fmt: skip

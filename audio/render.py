@@ -6,7 +6,7 @@ through whatever `TtsChain` (or any `TtsEngine`) the caller supplies (the seam t
 choose engines and tests substitute them), and hands the speech to
 `audio.prepare.prepare_segment`, which trims it, adds the lead-in (silence or
 a chime), optional jingles and the tail, brings it to the loudness target
-(two-pass, limited, verified on the encoded file) and encodes it in the
+(compressed as speech, measured, gain and limiter, verified on the encoded file) and encodes it in the
 single distribution format every loudspeaker agent can play.  pydub joins
 the in-memory pieces; nothing here needs ffprobe.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from audio.errors import TranscodeError
 from audio.ffmpeg import AudioSegment, configure_pydub
-from audio.loudness import LoudnessTarget
+from audio.loudness import SPEECH_COMPRESSOR, LoudnessTarget
 from audio.prepare import prepare_segment
 from audio.tts import TtsEngine
 
@@ -85,6 +85,7 @@ def encode_distribution(segment: AudioSegment) -> bytes:
             codec="libmp3lame",
             bitrate=DISTRIBUTION.bitrate,
             parameters=[
+                "-compression_level", "7",  # LAME's quality, as audio.prepare (docs/audio.md)
                 "-ar", str(DISTRIBUTION.sample_rate),
                 "-ac", str(DISTRIBUTION.channels),
                 # No version strings in the file: the same speech gives the same
@@ -125,13 +126,15 @@ def render_speech(
     if lead_in_ms < 0 or tail_ms < 0:
         raise ValueError("lead_in_ms and tail_ms must not be negative")
     speech = chain.synthesize(spoken_text)
-    voice = _to_distribution_pcm(speech.audio)
+    # Mono 16-bit (no-ops for espeak-ng and Piper); the resampling to the distribution rate is
+    # left to ffmpeg in audio.prepare, which does it better and faster than pydub.
+    voice = speech.audio.set_channels(DISTRIBUTION.channels).set_sample_width(2)
     if voice.frame_count() == 0:
         raise TranscodeError("the TTS engine returned no audio")
     with tempfile.TemporaryDirectory(prefix="loa-render-") as tmp:
         prepared = prepare_segment(
             voice, Path(tmp) / "speech.mp3", target=target or LoudnessTarget(), lead_in_ms=lead_in_ms,
-            tail_ms=tail_ms, chime=chime, intro=intro, outro=outro,
+            tail_ms=tail_ms, chime=chime, intro=intro, outro=outro, compressor=SPEECH_COMPRESSOR,
         )  # fmt: skip
         data = prepared.path.read_bytes()
     return RenderedAudio(

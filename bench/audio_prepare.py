@@ -4,7 +4,8 @@ A music-like stereo 44.1 kHz upload (pink noise, a slowly beating chord, 2 s of 
 is generated once. Loa's run does everything a broadcast needs: probe, one decode with loudness
 analysis and silence detection, trim, lead-in and tail, gain, true-peak limiting, MP3 encoding,
 verification of the encoded file and an atomic install. The reference, on the same file in the same
-run: one ffmpeg command decoding to mono 32 kHz MP3 at 64 kbit/s with no analysis at all. Each is timed
+run: one ffmpeg command decoding to mono 32 kHz MP3 at 64 kbit/s with no analysis at all, with the
+same encoder settings as Loa (LAME ``-compression_level``, so the comparison stays like for like). Each is timed
 best-of-N, interleaved so that background load hits both alike. Ratio = Loa / ffmpeg alone.
 """
 
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from audio.ffmpeg import ffmpeg_exe
 from audio.loudness import measure
+from audio.prepare import _COMPRESSION_LEVEL as COMPRESSION_LEVEL
 from audio.prepare import PreparedAudio, prepare_file
 
 
@@ -44,7 +46,8 @@ def _children_cpu() -> float:
 def plain_ffmpeg(src: Path, dst: Path) -> None:
     subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", "-i", str(src),
-         "-ac", "1", "-ar", "32000", "-c:a", "libmp3lame", "-b:a", "64k", str(dst)],
+         "-ac", "1", "-ar", "32000", "-c:a", "libmp3lame", "-b:a", "64k", "-compression_level", COMPRESSION_LEVEL,
+         str(dst)],
         check=True,
     )  # fmt: skip
 

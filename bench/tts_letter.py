@@ -100,7 +100,8 @@ def fast_encode(
     silence) and its duration in ms, with one ffmpeg process reading raw PCM on stdin and writing MP3 on stdout.
 
     ``compression_level`` is LAME's algorithm quality (0 best/slowest .. 9 worst/fastest; None: LAME's default,
-    what render.py uses now); 7 turns off LAME's slowest psychoacoustic search and roughly halves encoding time.
+    what render.py used until 2026-11-27; audio.prepare now uses 7); 7 turns off LAME's slowest psychoacoustic
+    search and roughly halves encoding time.
     """
     mono = segment.set_channels(1).set_sample_width(2)  # no-ops for espeak-ng and Piper output
     rate = mono.frame_rate

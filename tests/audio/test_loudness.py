@@ -10,9 +10,12 @@ import pytest
 from audio.errors import TranscodeError
 from audio.loudness import (
     MAX_GAIN_DB,
+    SPEECH_COMPRESSOR,
+    Compressor,
     Loudness,
     LoudnessTarget,
     apply_filter,
+    compressor_filter,
     gain_for,
     limiter_limit_db,
     measure,
@@ -86,6 +89,30 @@ def test_filter_string() -> None:
     assert chain.startswith("volume=6.500dB")
     # Limited 1 dB under the -1.5 dBTP ceiling, without alimiter's auto-levelling and delay.
     assert "alimiter=limit=0.749894" in chain and "level=0" in chain and "latency=1" in chain
+
+
+def test_compressor_threshold_follows_the_peak() -> None:
+    # -20 dB under a full-scale peak is 0.1; under a -10 dBFS peak, -30 dBFS.
+    assert "threshold=0.100000:ratio=4:attack=0.5:release=80:makeup=1" in compressor_filter(SPEECH_COMPRESSOR)
+    assert "threshold=0.031623" in compressor_filter(SPEECH_COMPRESSOR, -10.0)
+    assert "threshold=0.100000" in compressor_filter(SPEECH_COMPRESSOR, -math.inf)  # silence: as dBFS
+    assert "threshold=0.001000" in compressor_filter(Compressor(threshold_db=-60.0), -20.0)  # acompressor's floor
+    with pytest.raises(ValueError):
+        Compressor(ratio=0.5)
+    with pytest.raises(ValueError):
+        Compressor(threshold_db=3.0)
+
+
+def test_speech_compressor_lowers_the_crest_factor(tmp_path: Path) -> None:
+    # Bursts a full-scale click above a steady tone: the limiter alone would have to take it all.
+    src = tmp_path / "peaky.wav"
+    ffmpeg(
+        "-f", "lavfi", "-i", "aevalsrc='0.15*sin(2*PI*220*t)*(1+5*lt(mod(t,1),0.03))':s=32000:d=6", str(src)
+    )  # fmt: skip
+    out = tmp_path / "compressed.wav"
+    ffmpeg("-i", str(src), "-af", compressor_filter(SPEECH_COMPRESSOR, 0.0), str(out))
+    before, after = measure(src), measure(out)
+    assert after.true_peak_db - after.lufs < before.true_peak_db - before.lufs - 3.0
 
 
 def test_parse_ebur128_summary() -> None:

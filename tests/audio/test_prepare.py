@@ -11,11 +11,12 @@ from __future__ import annotations
 import itertools
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from audio.ffmpeg import AudioSegment, decode_file, ffmpeg_exe
-from audio.loudness import LoudnessTarget, measure
+from audio.loudness import Compressor, LoudnessTarget, measure
 from audio.prepare import PreparedAudio, prepare_file, prepare_segment
 from audio.probe import InvalidAudio, probe
 
@@ -104,6 +105,25 @@ def test_every_format_prepares_to_the_distribution_format(fmt: str, uploads: dic
     assert decoded[:500].max_dBFS < -50  # the lead-in is silent
     assert decoded[800:1500].dBFS > -30  # and the sound follows right after it
     assert abs(len(decoded) - prepared.duration_ms) <= 100
+
+
+def test_uploads_are_not_compressed_unless_asked(
+    uploads: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import audio.prepare as prepare
+
+    dynamics: list[str] = []
+    real_analyse = prepare._analyse
+
+    def analyse(*args: Any, **kwargs: Any) -> Any:
+        dynamics.append(args[6])
+        return real_analyse(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "_analyse", analyse)
+    assert_distribution(prepare_file(uploads["wav"], tmp_path / "plain.mp3"))
+    compressed = prepare_file(uploads["wav"], tmp_path / "compressed.mp3", compressor=Compressor())
+    assert_distribution(compressed)
+    assert dynamics[0] == "" and dynamics[1].startswith("acompressor=threshold=0.100000:")
 
 
 def test_quiet_and_hot_uploads_reach_the_target(uploads: dict[str, Path], tmp_path: Path) -> None:

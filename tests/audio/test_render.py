@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -68,6 +69,31 @@ def test_render_adds_lead_in_and_tail_and_meets_loudness_target(
     path.write_bytes(espeak_render.data)
     measured = measure(path)  # what the agents will play, measured independently
     assert abs(measured.lufs - -16.0) <= 1.0 and measured.true_peak_db <= -1.5
+
+
+def test_speech_is_compressed_and_meets_the_target_in_one_encode(monkeypatch: pytest.MonkeyPatch) -> None:
+    # espeak-ng speech is peaky (full-scale peaks at about -19 LUFS): without the speech compressor the
+    # limiter took ~1.5 LU off and every render needed three encodes (docs/audio.md).
+    import audio.prepare as prepare
+
+    dynamics: list[str] = []
+    encodes: list[float] = []
+    real_analyse, real_render = prepare._analyse, prepare._render
+
+    def analyse(*args: Any, **kwargs: Any) -> Any:
+        dynamics.append(args[6])
+        return real_analyse(*args, **kwargs)
+
+    def render(*args: Any, **kwargs: Any) -> Any:
+        encodes.append(args[2])  # the gain
+        return real_render(*args, **kwargs)
+
+    monkeypatch.setattr(prepare, "_analyse", analyse)
+    monkeypatch.setattr(prepare, "_render", render)
+    rendered = render_speech(TEXT, TtsChain([EspeakEngine()]))
+    assert dynamics and dynamics[0].startswith("acompressor=")
+    assert len(encodes) == 1
+    assert abs(rendered.lufs - -16.0) <= 0.3 and rendered.true_peak_db <= -1.5
 
 
 def test_render_duration_is_exact_for_known_audio() -> None:
