@@ -37,6 +37,7 @@ __all__ = [
     "decode_file",
     "ffmpeg_exe",
     "ffprobe_exe",
+    "mp3_gapless_duration_ms",
     "probe_duration_ms",
     "segment_from_wav",
 ]
@@ -191,6 +192,54 @@ def decode_bytes(
         return _decode(str(path), format_hint, "<bytes>", timeout_s)
 
 
+_MP3_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version id
+
+
+def mp3_gapless_duration_ms(path: str | os.PathLike[str]) -> int | None:
+    """Playing time of an MP3 from its Xing/Info + LAME header, encoder delay and padding removed.
+
+    None when the file does not start with such a header (then only ffmpeg's
+    estimate or a decode can tell).  Needed because ffmpeg before 6.1 (Debian
+    12 ships 5.1) reports the duration *with* the delay and padding, 40-80 ms
+    more than it decodes, while newer ffmpeg reports the trimmed time; this
+    reads the header itself, so the answer does not depend on the version.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(10)
+            skip = 0
+            if head[:3] == b"ID3" and len(head) == 10:  # ID3v2: syncsafe size, optional footer
+                skip = 10 + ((head[6] & 0x7F) << 21 | (head[7] & 0x7F) << 14 | (head[8] & 0x7F) << 7 | (head[9] & 0x7F))
+                skip += 10 if head[5] & 0x10 else 0
+            fh.seek(skip)
+            data = fh.read(4096)
+    except OSError:
+        return None
+    if len(data) < 4 or data[0] != 0xFF or (data[1] & 0xE0) != 0xE0:
+        return None
+    version, layer = (data[1] >> 3) & 3, (data[1] >> 1) & 3
+    rate_index, mono = (data[2] >> 2) & 3, (data[3] >> 6) == 3
+    if layer != 1 or version not in _MP3_RATES or rate_index == 3:  # layer III only
+        return None
+    rate = _MP3_RATES[version][rate_index]
+    mpeg1 = version == 3
+    samples_per_frame = 1152 if mpeg1 else 576
+    pos = 4 + ((17 if mono else 32) if mpeg1 else (9 if mono else 17))
+    if data[pos : pos + 4] not in (b"Xing", b"Info") or len(data) < pos + 8:
+        return None
+    flags = int.from_bytes(data[pos + 4 : pos + 8], "big")
+    if not flags & 1:
+        return None
+    frames = int.from_bytes(data[pos + 8 : pos + 12], "big")
+    lame = pos + 8 + 4 + (4 if flags & 2 else 0) + (100 if flags & 4 else 0) + (4 if flags & 8 else 0)
+    delay = padding = 0
+    if data[lame : lame + 4] in (b"LAME", b"Lavf", b"Lavc") and len(data) >= lame + 24:
+        packed = int.from_bytes(data[lame + 21 : lame + 24], "big")
+        delay, padding = packed >> 12, packed & 0xFFF
+    samples = frames * samples_per_frame - delay - padding
+    return round(samples * 1000 / rate) if samples > 0 else None
+
+
 _DURATION_RE = re.compile(r"Duration:\s*(\d+):(\d\d):(\d\d(?:\.\d+)?)")
 _OUT_TIME_RE = re.compile(r"^out_time_us=(\d+)\s*$", re.MULTILINE)
 
@@ -214,6 +263,8 @@ def probe_duration_ms(
         text = proc.stderr.decode("utf-8", "replace")
         match = _DURATION_RE.search(text)
         if match and "Estimating duration from bitrate" not in text:
+            if "Audio: mp3" in text and (gapless := mp3_gapless_duration_ms(p)) is not None:
+                return gapless
             hours, minutes, seconds = match.groups()
             return round((int(hours) * 3600 + int(minutes) * 60 + float(seconds)) * 1000)
         if "Audio:" not in text:

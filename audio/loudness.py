@@ -93,7 +93,10 @@ def measure_filter(*, peak: str = "true") -> str:
     """
     if peak not in ("true", "sample", "none"):
         raise ValueError(f"peak must be 'true', 'sample' or 'none', not {peak!r}")
-    return "ebur128=framelog=quiet" + ("" if peak == "none" else f":peak={peak}")
+    # framelog=verbose keeps the per-frame lines out of the log at ffmpeg's default level; the
+    # summary is logged at info level either way.  (``framelog=quiet`` would do the same but only
+    # exists from ffmpeg 7; Debian 12 ships 5.1, which rejects it and fails the whole graph.)
+    return "ebur128=framelog=verbose" + ("" if peak == "none" else f":peak={peak}")
 
 
 _I_RE = re.compile(r"\bI:\s*(-?(?:\d+(?:\.\d+)?|inf))\s*LUFS")

@@ -272,7 +272,7 @@ def _analyse(
         "-map", "[pipe]", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
     )  # fmt: skip
     analyse_cmd = _ffmpeg_cmd(
-        "-f", "f32le", "-ar", str(_RATE), "-ch_layout", "mono", "-i", "pipe:0",
+        "-f", "f32le", "-ar", str(_RATE), "-ac", str(_CHANNELS), "-i", "pipe:0",
         "-af", measure_filter(peak="sample"), "-f", "null", "-progress", "pipe:1", "-",
     )  # fmt: skip
     decode_log, analyse_log = work / "decode.log", work / "analyse.log"

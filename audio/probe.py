@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from audio.errors import AudioError, TranscodeError
-from audio.ffmpeg import ffmpeg_exe, ffprobe_exe
+from audio.ffmpeg import ffmpeg_exe, ffprobe_exe, mp3_gapless_duration_ms
 
 __all__ = [
     "AudioTooLarge",
@@ -193,6 +193,17 @@ def _exact_duration_ms(path: Path) -> int:
     return round(int(times[-1]) / 1000) if times else 0
 
 
+def _mp3_duration_ms(path: Path, reported_ms: int) -> int:
+    """The gapless playing time from the MP3's own header, else what ffmpeg/ffprobe reported.
+
+    ffmpeg 5.1 (Debian 12) counts the encoder delay and padding in the duration
+    it reports for an MP3 with a LAME/Info header (40-80 ms too long); ffmpeg 7+
+    does not.  Reading the header makes the result the same with both.
+    """
+    gapless = mp3_gapless_duration_ms(path)
+    return reported_ms if gapless is None else gapless
+
+
 def _probe_ffmpeg(path: Path) -> ProbeResult:
     """Parse the input header ``ffmpeg -i`` prints (it exits 1: no output file is given)."""
     proc = _run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path)], PROBE_TIMEOUT_S)
@@ -221,6 +232,8 @@ def _probe_ffmpeg(path: Path) -> ProbeResult:
         duration_ms = round((int(hours) * 3600 + int(minutes) * 60 + float(seconds)) * 1000)
     if duration_ms is None or "Estimating duration from bitrate" in text:
         duration_ms = _exact_duration_ms(path)
+    elif codec == "mp3":
+        duration_ms = _mp3_duration_ms(path, duration_ms)
     return ProbeResult(
         format_name=input_match.group(1),
         codec=codec,
@@ -256,6 +269,8 @@ def _parse_ffprobe(data: dict[str, Any], warnings_text: str, path: Path) -> Prob
             duration_ms = None
     if duration_ms is None or "Estimating duration from bitrate" in warnings_text:
         duration_ms = _exact_duration_ms(path)
+    elif stream.get("codec_name") == "mp3":
+        duration_ms = _mp3_duration_ms(path, duration_ms)
     return ProbeResult(
         format_name=str(fmt.get("format_name") or ""),
         codec=str(stream.get("codec_name") or "unknown"),

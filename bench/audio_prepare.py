@@ -27,12 +27,15 @@ from audio.prepare import PreparedAudio, prepare_file
 def make_upload(path: Path, minutes: float, fmt: str) -> None:
     seconds = minutes * 60
     chord = "0.1*sin(2*PI*220*t)+0.08*sin(2*PI*277*t)+0.06*sin(2*PI*331*t)"
+    mono = "aformat=sample_fmts=fltp:channel_layouts=mono"
     codec = ["-c:a", "pcm_s16le"] if fmt == "wav" else ["-c:a", "libmp3lame", "-b:a", "192k"]
     subprocess.run(
         [ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y",
          "-f", "lavfi", "-i", f"anoisesrc=c=pink:r=44100:a=0.08:d={seconds}:seed=3",
          "-f", "lavfi", "-i", f"aevalsrc={chord}:s=44100:d={seconds}",
-         "-filter_complex", "[1]tremolo=f=0.5:d=0.6[c];[0][c]amerge=inputs=2,adelay=2000:all=1,apad=pad_dur=2",
+         # aformat on each input: ffmpeg 5.1's amerge cannot choose a format for these sources.
+         "-filter_complex", f"[0]{mono}[n];[1]tremolo=f=0.5:d=0.6,{mono}[c];"
+         "[n][c]amerge=inputs=2,adelay=2000:all=1,apad=pad_dur=2",
          "-ac", "2", *codec, str(path)],
         check=True,
     )  # fmt: skip

@@ -8,8 +8,11 @@ might upload.  `make_audio` is shared with the probe and loudness tests.
 
 from __future__ import annotations
 
+import functools
 import itertools
+import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,8 +41,36 @@ FORMATS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def ffmpeg(*args: str) -> None:
-    subprocess.run([ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", *args], check=True)
+def ffmpeg(*args: str, exe: str | None = None) -> None:
+    subprocess.run([exe or ffmpeg_exe(), "-hide_banner", "-nostdin", "-v", "error", "-y", *args], check=True)
+
+
+@functools.cache
+def _has_encoder(exe: str, codec: str) -> bool:
+    listing = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True, check=False).stdout
+    return re.search(rf"^\s*A\S*\s+{re.escape(codec)}\s", listing, re.MULTILINE) is not None
+
+
+def fixture_ffmpeg(options: Sequence[str]) -> str:
+    """The ffmpeg that writes a fixture: the one the code uses, unless it lacks the encoder.
+
+    Debian's ffmpeg has no AMR encoder (libopencore_amrnb is only in libavcodec-extra) but
+    decodes AMR natively, which is what Loa needs; such a fixture is written with the
+    pip-shipped ffmpeg instead, and the code under test still reads it with its own.
+    """
+    exe = ffmpeg_exe()
+    codec = options[options.index("-c:a") + 1] if "-c:a" in options else None
+    if codec is None or _has_encoder(exe, codec):
+        return exe
+    try:
+        import imageio_ffmpeg
+
+        fallback = str(imageio_ffmpeg.get_ffmpeg_exe())
+    except Exception:  # ImportError, or RuntimeError when the wheel has no binary
+        fallback = None
+    if fallback and _has_encoder(fallback, codec):
+        return fallback
+    pytest.skip(f"no ffmpeg here can encode {codec} to make the fixture")
 
 
 def make_audio(
@@ -54,14 +85,18 @@ def make_audio(
 ) -> Path:
     """Stereo 44.1 kHz: pink noise (left) and a 330 Hz tone (right), with `pad_s` of silence at both ends."""
     pad_ms = round(pad_s * 1000)
-    # lavfi's sine has amplitude 1/8.
-    chain = f"[1]volume={tone * 8:g}[t];[0][t]amerge=inputs=2,volume={gain_db}dB"
+    # lavfi's sine has amplitude 1/8.  amerge cannot pick a format for two lavfi sources of
+    # different sample formats in ffmpeg 5.1 (Debian 12): both are made float mono first.
+    mono = "aformat=sample_fmts=fltp:channel_layouts=mono"
+    chain = f"[0]{mono}[n];[1]volume={tone * 8:g},{mono}[t];[n][t]amerge=inputs=2,volume={gain_db}dB"
     if pad_ms:
         chain += f",adelay={pad_ms}:all=1,apad=pad_dur={pad_s}"
+    options = options or ["-c:a", "pcm_s16le"]
     ffmpeg(
         "-f", "lavfi", "-i", f"anoisesrc=c=pink:r=44100:a={noise}:d={content_s}:seed=7",
         "-f", "lavfi", "-i", f"sine=f=330:r=44100:d={content_s}",
-        "-filter_complex", chain, "-ac", "2", *(options or ["-c:a", "pcm_s16le"]), str(path),
+        "-filter_complex", chain, "-ac", "2", *options, str(path),
+        exe=fixture_ffmpeg(options),
     )  # fmt: skip
     return path
 

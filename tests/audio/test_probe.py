@@ -144,6 +144,8 @@ def test_ffprobe_json_is_parsed(samples: dict[str, Path], monkeypatch: pytest.Mo
 
     monkeypatch.setattr(probe_module, "ffprobe_exe", lambda: "/opt/ffmpeg/ffprobe")
     monkeypatch.setattr(probe_module, "_run", fake_run)
+    # The recording is not of this file: keep its LAME header (read for MP3 durations) out of it.
+    monkeypatch.setattr(probe_module, "mp3_gapless_duration_ms", lambda _path: None)
     result = probe(samples["mp3"])
     assert result == ProbeResult("mp3", "mp3", 3030, 44100, 2, 128000)
     assert calls[0][0] == "/opt/ffmpeg/ffprobe" and "json" in calls[0]
@@ -216,3 +218,8 @@ def test_limit_messages_read_like_the_brief() -> None:
     assert format_duration(7200.4) == "2 h 1 min"  # an excess never reads as the limit itself
     assert format_duration(200) == "3 min 20 s"
     assert format_duration(2.5) == "2.5 s"
+
+
+def test_mp3_duration_excludes_encoder_delay_and_padding(samples: dict[str, Path], probe_path: str) -> None:
+    """ffmpeg 5.1 reports an MP3's duration with LAME's delay and padding (~50 ms more); 7+ without."""
+    assert probe(samples["mp3"]).duration_ms == probe_module._exact_duration_ms(samples["mp3"].absolute())
