@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import socket
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from audio.tts import (
     chunk_text,
     default_chain,
 )
+from tests.audio.conftest import SilentServer, point_gtts_at
 
 SENTENCE = "Thông báo của Ủy ban nhân dân xã về lịch tiêm chủng cho trẻ em dưới năm tuổi."
 PARAGRAPH = (
@@ -37,48 +37,10 @@ PARAGRAPH = (
     "mang theo sổ tiêm chủng; nếu trẻ đang sốt hoặc ho, xin báo cho cán bộ y tế biết trước. "
     "Trân trọng cảm ơn!"
 )
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
-def _point_gtts_at(monkeypatch: pytest.MonkeyPatch, port: int) -> None:
-    # gTTS builds its URL with gtts.tts._translate_url; send it to our server instead of Google.
-    monkeypatch.setattr(
-        gtts.tts, "_translate_url", lambda tld="com", path="": f"http://127.0.0.1:{port}/{path}"
-    )
-    for var in _PROXY_VARS:  # gTTS passes the environment's proxies explicitly
-        monkeypatch.delenv(var, raising=False)
 
 
-class _SilentServer:
-    """Accepts TCP connections and never answers: a stalled link."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.connections:
-            conn.close()
-
-
-@pytest.fixture
-def stalled_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[_SilentServer]:
-    server = _SilentServer()
-    _point_gtts_at(monkeypatch, server.port)
-    yield server
-    server.close()
 
 
 @pytest.fixture
@@ -107,7 +69,7 @@ def fake_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[bytes]]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
-    _point_gtts_at(monkeypatch, server.server_address[1])
+    point_gtts_at(monkeypatch, server.server_address[1])
     yield requests_seen
     server.shutdown()
     server.server_close()
@@ -150,7 +112,7 @@ def test_unpunctuated_text_and_huge_words_are_still_cut() -> None:
 
 
 @pytest.mark.timeout(15)
-def test_gtts_gives_up_on_a_stalled_link_within_its_timeout(stalled_google: _SilentServer) -> None:
+def test_gtts_gives_up_on_a_stalled_link_within_its_timeout(stalled_google: SilentServer) -> None:
     engine = GttsEngine(timeout_s=0.5, retries=0)
     start = time.monotonic()
     with pytest.raises(TtsError, match="gTTS failed") as info:
@@ -162,7 +124,7 @@ def test_gtts_gives_up_on_a_stalled_link_within_its_timeout(stalled_google: _Sil
 
 
 @pytest.mark.timeout(15)
-def test_gtts_retries_with_backoff(stalled_google: _SilentServer) -> None:
+def test_gtts_retries_with_backoff(stalled_google: SilentServer) -> None:
     engine = GttsEngine(timeout_s=0.25, retries=2, backoff_s=0.05)
     start = time.monotonic()
     with pytest.raises(TtsError, match="3 attempt"):
@@ -263,7 +225,7 @@ def test_espeak_without_library_or_executable(monkeypatch: pytest.MonkeyPatch, t
 
 @pytest.mark.timeout(15)
 def test_chain_falls_back_to_espeak_when_gtts_stalls(
-    stalled_google: _SilentServer, caplog: pytest.LogCaptureFixture
+    stalled_google: SilentServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     chain = TtsChain([GttsEngine(timeout_s=0.3, retries=0), EspeakEngine()])
     with caplog.at_level(logging.WARNING, logger="audio.tts"):

@@ -6,23 +6,20 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import gtts.tts
 import pytest
 
 from audio.errors import TtsError
 from audio.ffmpeg import AudioSegment
 from audio.tts import EspeakEngine, GttsEngine, Speech, TtsChain, TtsEngine, default_chain
 from audio.tts_cache import CachedChain, TtsCache, cache_key, engine_cache_key
+from tests.audio.conftest import SilentServer
 
 TEXT = "Thông báo của Ủy ban nhân dân xã về lịch tiêm chủng cho trẻ em dưới năm tuổi."
-_PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
 
 def _tone(ms: int, seed: int = 0) -> AudioSegment:
@@ -59,40 +56,7 @@ class Counting:
         return Speech(audio=_tone(300 + len(text) % 50, seed=len(text)), engine=self.name, voice=self.voice)
 
 
-class _SilentServer:
-    """Accepts TCP connections and never answers: a stalled link."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self.sock.getsockname()[1]
-        self.connections: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.connections.append(conn)
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self.connections:
-            conn.close()
-
-
-@pytest.fixture
-def stalled_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[_SilentServer]:
-    server = _SilentServer()
-    monkeypatch.setattr(
-        gtts.tts, "_translate_url", lambda tld="com", path="": f"http://127.0.0.1:{server.port}/{path}"
-    )
-    for var in _PROXY_VARS:
-        monkeypatch.delenv(var, raising=False)
-    yield server
-    server.close()
 
 
 def _entries(directory: Path) -> list[Path]:
@@ -196,7 +160,7 @@ def test_gtts_audio_is_reused_when_gtts_then_fails(tmp_path: Path) -> None:
 
 @pytest.mark.timeout(20)
 def test_seeded_gtts_audio_is_returned_without_touching_a_stalled_network(
-    tmp_path: Path, stalled_google: _SilentServer
+    tmp_path: Path, stalled_google: SilentServer
 ) -> None:
     gtts_engine = GttsEngine(timeout_s=1.2, retries=0)
     seeded = Speech(audio=_tone(800, seed=3), engine="gtts", voice="vi")
