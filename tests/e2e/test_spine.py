@@ -150,7 +150,7 @@ GARBAGE: list[bytes] = [
     json.dumps({"schema": 1, "type": "asrun", "event_id": "e1", "kind": "exploded"}).encode(),
     json.dumps({"schema": 1, "type": "cmd", "id": "c1", "name": "self_destruct"}).encode(),
     json.dumps([1, 2, 3]).encode(),
-    b"x" * (600 * 1024),
+    b"x" * (2 * 1024 * 1024),  # over MAX_PAYLOAD_BYTES
 ]
 
 
