@@ -434,7 +434,7 @@ class TtsChain:
         last: Exception | None = None
         for engine in self.engines:
             try:
-                return engine.synthesize(text)
+                return self._attempt(engine, text)
             except Exception as exc:
                 last = exc
                 reasons.append(f"{engine.name}: {exc}")
@@ -442,6 +442,10 @@ class TtsChain:
                     "TTS engine %s failed: %s", engine.name, exc, exc_info=not isinstance(exc, TtsError)
                 )
         raise TtsError("all TTS engines failed: " + "; ".join(reasons)) from last
+
+    def _attempt(self, engine: TtsEngine, text: str) -> Speech:
+        """One engine's try; subclasses MAY wrap it (the cache does) and MUST raise on failure."""
+        return engine.synthesize(text)
 
 
 def default_chain(

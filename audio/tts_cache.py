@@ -37,9 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from audio.errors import TtsError
 from audio.ffmpeg import AudioSegment, segment_from_wav
-from audio.tts import DEFAULT_CACHE_MAX_BYTES, Speech, TtsChain, TtsEngine, _require_text
+from audio.tts import DEFAULT_CACHE_MAX_BYTES, Speech, TtsChain, TtsEngine
 
 log = logging.getLogger(__name__)
 
@@ -383,28 +382,16 @@ class CachedChain(TtsChain):
         self.cache = TtsCache(Path(cache_dir), max_bytes=max_bytes, min_age_s=min_age_s)
         self._key_locks = _KeyLocks()
 
-    def synthesize(self, text: str) -> Speech:
-        _require_text(text)
-        reasons: list[str] = []
-        last: Exception | None = None
-        for engine in self.engines:
-            parts = engine_key_parts(engine)
-            try:
-                if parts is None:
-                    return engine.synthesize(text)
-                key = cache_key(text, parts)
-                with self._key_locks.hold(key):
-                    cached = self.cache.get(key, text=text)
-                    if cached is not None:
-                        log.debug("TTS cache hit: %s %s", engine.name, key)
-                        return cached
-                    speech = engine.synthesize(text)
-                    self.cache.put(key, speech, text=text, parts=parts)
-                    return speech
-            except Exception as exc:
-                last = exc
-                reasons.append(f"{engine.name}: {exc}")
-                log.warning(
-                    "TTS engine %s failed: %s", engine.name, exc, exc_info=not isinstance(exc, TtsError)
-                )
-        raise TtsError("all TTS engines failed: " + "; ".join(reasons)) from last
+    def _attempt(self, engine: TtsEngine, text: str) -> Speech:
+        parts = engine_key_parts(engine)
+        if parts is None:
+            return engine.synthesize(text)
+        key = cache_key(text, parts)
+        with self._key_locks.hold(key):
+            cached = self.cache.get(key, text=text)
+            if cached is not None:
+                log.debug("TTS cache hit: %s %s", engine.name, key)
+                return cached
+            speech = engine.synthesize(text)
+            self.cache.put(key, speech, text=text, parts=parts)
+            return speech
