@@ -11,7 +11,7 @@ from schedules import AreaId, Device, DeviceAgentId, ScheduleError, resolve_targ
 from server.content import get_announcement
 from server.directory import load_tree, require
 from server.errors import Conflict, Forbidden, Invalid, NotFound
-from server.models import Area, Broadcast, BroadcastTarget
+from server.models import Area, Broadcast, BroadcastItem, BroadcastTarget
 from server.models import Device as DeviceRow
 from server.permissions import Action, Principal
 
@@ -65,8 +65,10 @@ def create_broadcast(db: Session, principal: Principal, *, announcement_id: int,
         raise NotFound(str(exc)) from exc
     if not resolved:
         raise Invalid("the targets contain no loudspeaker cluster")
-    broadcast = Broadcast(announcement_id=announcement.id, priority=priority, play_at=play_at,
-                          created_by=principal.user_id, created_at=now)
+    broadcast = Broadcast(announcement_id=announcement.id, title=announcement.title, area_id=announcement.area_id,
+                          priority=priority, play_at=play_at, status="approved", created_by=principal.user_id,
+                          created_at=now)
+    broadcast.items = [BroadcastItem(position=0, announcement_id=announcement.id)]
     broadcast.targets = targets
     db.add(broadcast)
     db.flush()

@@ -66,6 +66,17 @@ class Area(Base):
     """Played before every item made for this area (and below, unless a lower area has its own)."""
     intro_sha256: Mapped[str | None] = mapped_column(ForeignKey("audio_assets.sha256"), default=None)
     outro_sha256: Mapped[str | None] = mapped_column(ForeignKey("audio_assets.sha256"), default=None)
+    latitude: Mapped[float | None] = mapped_column(default=None)
+    longitude: Mapped[float | None] = mapped_column(default=None)
+
+
+class AreaAlias(Base):
+    """A former code of an area (communes merged in 2025 keep resolving under their old codes)."""
+
+    __tablename__ = "area_aliases"
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"), index=True)
+    note: Mapped[str] = mapped_column(String(200), default="")
 
 
 class User(Base):
@@ -185,8 +196,10 @@ class Announcement(Base):
     engine: Mapped[str] = mapped_column(String(32), default="")
     voice: Mapped[str] = mapped_column(String(64), default="")
     fallback_used: Mapped[bool] = mapped_column(Boolean, default=False)
+    category: Mapped[str] = mapped_column(String(32), default="thong-bao", server_default="thong-bao")
+    language: Mapped[str] = mapped_column(String(8), default="vi", server_default="vi")
     review_status: Mapped[str] = mapped_column(String(16), default="submitted")
-    """submitted → approved | rejected."""
+    """draft → submitted → approved | rejected."""
     review_comment: Mapped[str] = mapped_column(Text, default="")
     reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
@@ -195,19 +208,70 @@ class Announcement(Base):
 
 
 class Broadcast(Base):
-    """One airing of an announcement at a wall-clock time for a set of targets."""
+    """What to air (one announcement or a programme of several), where, when, and how urgently.
+
+    ``status`` is the approval life cycle: draft → submitted → approved (on air as scheduled) | rejected;
+    an approved broadcast can be cancelled. ``mode`` "bulletin" sends it down to the inboxes of the
+    communes under its targets instead of airing it directly.
+    """
 
     __tablename__ = "broadcasts"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(300), default="", server_default="")
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True, default=None)
+    """The area that owns the broadcast (who may edit, approve and see it)."""
     announcement_id: Mapped[int] = mapped_column(ForeignKey("announcements.id"), index=True)
+    """The first (or only) item; the full ordered list is ``items``."""
     priority: Mapped[str] = mapped_column(String(16), default="normal")
+    mode: Mapped[str] = mapped_column(String(16), default="direct", server_default="direct")
+    timing: Mapped[str] = mapped_column(String(16), default="once", server_default="once")
+    """once | now | recurring."""
     play_at: Mapped[datetime] = mapped_column(index=True)
-    status: Mapped[str] = mapped_column(String(16), default="scheduled")
-    """scheduled | cancelled."""
+    """When it airs (once/now) or the first instant of the recurrence."""
+    rrule: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    start_local: Mapped[str] = mapped_column(String(19), default="", server_default="")
+    """DTSTART as local wall-clock time, ``YYYY-MM-DDTHH:MM:SS``, in ``tz``."""
+    tz: Mapped[str] = mapped_column(String(64), default="Asia/Ho_Chi_Minh", server_default="Asia/Ho_Chi_Minh")
+    valid_until: Mapped[str | None] = mapped_column(String(10), default=None)
+    """Last local date (ISO) the recurrence may air on."""
+    exdates: Mapped[list[str]] = mapped_column(JSON, default=list)
+    holiday_rule: Mapped[str] = mapped_column(String(8), default="ignore", server_default="ignore")
+    repeat_every_min: Mapped[int | None] = mapped_column(Integer, default=None)
+    repeat_count: Mapped[int | None] = mapped_column(Integer, default=None)
+    repeat_until: Mapped[datetime | None] = mapped_column(default=None)
+    slot_minutes: Mapped[int | None] = mapped_column(Integer, default=None)
+    """A programme's slot length: what overruns it is trimmed."""
+    on_preempt: Mapped[str] = mapped_column(String(8), default="skip", server_default="skip")
+    exercise: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    status: Mapped[str] = mapped_column(String(16), default="approved")
+    submitted_at: Mapped[datetime | None] = mapped_column(default=None)
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    review_comment: Mapped[str] = mapped_column(Text, default="", server_default="")
+    confirmed_by_typing: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    cancelled_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancel_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     created_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime | None] = mapped_column(default=None)
     announcement: Mapped[Announcement] = relationship(lazy="joined")
+    items: Mapped[list[BroadcastItem]] = relationship(cascade="all, delete-orphan", lazy="selectin",
+                                                      order_by="BroadcastItem.position")
     targets: Mapped[list[BroadcastTarget]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class BroadcastItem(Base):
+    """One announcement in a broadcast's programme, in airing order."""
+
+    __tablename__ = "broadcast_items"
+    __table_args__ = (UniqueConstraint("broadcast_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    announcement_id: Mapped[int] = mapped_column(ForeignKey("announcements.id"))
+    announcement: Mapped[Announcement] = relationship(lazy="joined")
 
 
 class BroadcastTarget(Base):
@@ -216,6 +280,24 @@ class BroadcastTarget(Base):
     broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True)
     area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), default=None)
     device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id"), default=None)
+
+
+class InboxEntry(Base):
+    """A bulletin from a higher level as it stands in one commune's inbox."""
+
+    __tablename__ = "inbox_entries"
+    __table_args__ = (UniqueConstraint("bulletin_id", "area_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    bulletin_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending → scheduled | declined; priority bulletins arrive already "inserted"."""
+    reason: Mapped[str] = mapped_column(Text, default="")
+    broadcast_id: Mapped[int | None] = mapped_column(ForeignKey("broadcasts.id"), default=None)
+    """The commune's own broadcast that airs the bulletin."""
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    decided_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AgentPlan(Base):

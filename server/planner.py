@@ -40,7 +40,7 @@ def occurrences_from(db: Session, tree: AreaTree, devices: dict[DeviceAgentId, D
                      horizon: timedelta) -> list[Occurrence]:
     rows = db.scalars(
         select(Broadcast).join(Announcement, Announcement.id == Broadcast.announcement_id)
-        .where(Broadcast.status == "scheduled", Broadcast.play_at >= now - LOOKBACK,
+        .where(Broadcast.status == "approved", Broadcast.play_at >= now - LOOKBACK,
                Broadcast.play_at < now + horizon, Announcement.audio_status == "ready",
                Announcement.review_status == "approved")
     ).all()

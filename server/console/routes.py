@@ -378,7 +378,7 @@ def get_announcements_page(request: Request, db: DbSession, runtime: RuntimeDep)
     schedule_devices = [(d, a) for d, _s, a in visible_devices(db, principal)
                         if d.area_id in schedule_area_ids]
     now = runtime.now()
-    broadcasts = [(b, b.status == "scheduled" and b.play_at > now
+    broadcasts = [(b, b.status == "approved" and b.play_at > now
                    and principal.can(Action.SCHEDULE, AreaId(b.announcement.area_id), tree))
                   for b in list_broadcasts(db, principal)]
     today = format_local(now, runtime.settings.timezone or DEFAULT_TIMEZONE)

@@ -492,7 +492,7 @@
       el("td", { "data-label": "Trạng thái", "class": "col-status" }, [
         el("span", { "class": "badge broadcast-" + b.status, text: label("broadcast", b.status) })
       ]),
-      el("td", {}, [b.status === "scheduled" ? cancel : null])
+      el("td", {}, [b.status === "approved" ? cancel : null])
     ]);
   }
 
