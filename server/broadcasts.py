@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from schedules import AreaId, Device, DeviceAgentId, ScheduleError, resolve_targets
 from server.content import get_announcement
-from server.directory import load_tree, require
+from server.directory import area_by_code, load_tree, require
 from server.errors import Conflict, Forbidden, Invalid, NotFound
 from server.models import Area, Broadcast, BroadcastItem, BroadcastTarget
 from server.models import Device as DeviceRow
@@ -42,9 +42,7 @@ def create_broadcast(db: Session, principal: Principal, *, announcement_id: int,
     targets: list[BroadcastTarget] = []
     area_ids: list[AreaId] = []
     for code in dict.fromkeys(area_codes):
-        area = db.scalar(select(Area).where(Area.code == code))
-        if area is None:
-            raise NotFound(f"no area {code}")
+        area = area_by_code(db, code)
         require(principal, Action.SCHEDULE, area, tree, f"you may not schedule broadcasts for area {code}")
         area_ids.append(AreaId(area.id))
         targets.append(BroadcastTarget(area_id=area.id))

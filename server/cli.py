@@ -93,6 +93,28 @@ def cmd_admin_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_admin_seed_areas(args: argparse.Namespace) -> int:
+    """Add provinces, their communes and the former (pre-2025) commune codes from vietnamadminunits."""
+    from server.admin_units import seed_areas
+    from server.db import Database
+    from server.settings import load_settings
+
+    if not args.province and not args.all:
+        print("loa: name at least one --province CODE, or --all", file=sys.stderr)
+        return 2
+    settings = load_settings(Path(args.config) if args.config else None)
+    database = Database(settings.effective_database_url)
+    database.start()
+    try:
+        with database.session() as db:
+            report = seed_areas(db, None if args.all else args.province)
+    finally:
+        database.stop()
+    print(f"added {report.provinces_added} province(s), {report.communes_added} commune(s), "
+          f"{report.aliases_added} former commune code(s)")
+    return 0
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     import pytest
 
@@ -183,6 +205,11 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--username", default="admin")
     init.add_argument("--full-name", default="Quản trị hệ thống")
     init.set_defaults(func=cmd_admin_init)
+    seed = admin_sub.add_parser("seed-areas", help="add provinces and communes (2025 list, former codes as aliases)")
+    seed.add_argument("--config", help="server settings file")
+    seed.add_argument("--province", action="append", default=[], help="two-digit province code (repeatable)")
+    seed.add_argument("--all", action="store_true", help="all 34 provinces and 3,321 communes")
+    seed.set_defaults(func=cmd_admin_seed_areas)
 
     test = sub.add_parser("test", help="run the whole test suite (arguments go to pytest)")
     test.add_argument("pytest_args", nargs=argparse.REMAINDER)

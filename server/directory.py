@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from schedules import Area as AreaValue
 from schedules import AreaId, AreaTree
 from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from server.models import Area, Device, DeviceStatus, LoginSession, RoleGrant, User
+from server.models import Area, AreaAlias, Device, DeviceStatus, LoginSession, RoleGrant, User
 from server.permissions import Action, Grant, Principal, Role
 from server.security import hash_password, new_token, token_digest, verify_password
 
@@ -48,7 +48,10 @@ def create_area(db: Session, *, code: str, name: str, kind: str, parent_code: st
 
 
 def area_by_code(db: Session, code: str) -> Area:
+    """The area with this code, or the commune a former (merged) commune code now belongs to."""
     area = db.scalar(select(Area).where(Area.code == code))
+    if area is None:
+        area = db.scalar(select(Area).join(AreaAlias, AreaAlias.area_id == Area.id).where(AreaAlias.code == code))
     if area is None:
         raise NotFound(f"no area with code {code}")
     return area
