@@ -8,7 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
-from typing import NewType
+from functools import cached_property
+from typing import Literal, NewType
 
 AreaId = NewType("AreaId", int)
 """Primary key of a node of the administrative tree (province, commune, village, …)."""
@@ -48,9 +49,17 @@ class AudioAsset:
     size_bytes: int
 
 
+OnPreempt = Literal["skip", "resume"]
+"""What happens to an item cut by a higher priority: it is over, or its remainder plays afterwards."""
+
+
+def epoch_ms(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
+
+
 @dataclass(frozen=True)
 class Occurrence:
-    """One airing of one broadcast at one UTC instant on a set of devices."""
+    """One airing of one item of one broadcast at one UTC instant on a set of devices."""
 
     broadcast_id: int
     title: str
@@ -58,12 +67,36 @@ class Occurrence:
     play_at: datetime
     audio: AudioAsset
     agent_ids: frozenset[DeviceAgentId]
+    stop_at: datetime | None = None
+    """Hard stop (UTC): the end of the programme slot. The item never plays past it."""
+    on_preempt: OnPreempt = "skip"
+    exercise: bool = False
+    """An exercise/test airing, labelled as such wherever it is shown."""
+    slot_at: datetime | None = None
+    """Start of the programme slot this item belongs to (None for a single item)."""
+    item_index: int | None = None
+    """Position of the item in its programme (None for a single item)."""
 
-    @property
+    # cached_property writes the instance's __dict__ directly, so it works on a frozen dataclass; the id is
+    # asked for many times per compile.
+    @cached_property
     def id(self) -> str:
-        """Stable across recompilations, so an agent recognises an item it already knows."""
-        return f"b{self.broadcast_id}-{int(self.play_at.timestamp() * 1000)}"
+        """Stable across recompilations, so an agent recognises an item it already knows.
+
+        A programme item is named by its slot and position, not its own start: a longer first item must
+        not rename the items after it.
+        """
+        if self.item_index is None:
+            return f"b{self.broadcast_id}-{epoch_ms(self.play_at)}"
+        return f"{self.slot_id}-{self.item_index}"
+
+    @cached_property
+    def slot_id(self) -> str:
+        """The programme slot (or, for a single item, the item itself)."""
+        return f"b{self.broadcast_id}-{epoch_ms(self.slot_at or self.play_at)}"
 
     @property
     def end(self) -> datetime:
-        return self.play_at + timedelta(milliseconds=self.audio.duration_ms)
+        """When it stops if it starts on time: its natural end, or its hard stop if earlier."""
+        natural = self.play_at + timedelta(milliseconds=self.audio.duration_ms)
+        return natural if self.stop_at is None else min(natural, self.stop_at)

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from server.api import announcements, areas, asrun, audio, auth, broadcasts, devices, lexicon, uploads
+from server.api import announcements, areas, asrun, audio, auth, broadcasts, devices, inbox, lexicon, schedule, uploads
 from server.api import errors as api_errors
 from server.console import routes as console_routes
 from server.runtime import Runtime
@@ -33,7 +33,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
                   description="Commune loudspeaker system (truyền thanh cơ sở ứng dụng CNTT-VT). API v1.")
     app.state.runtime = runtime
     api_errors.install(app)
-    for module in (auth, areas, devices, announcements, uploads, lexicon, broadcasts, asrun, audio):
+    for module in (auth, areas, devices, announcements, uploads, lexicon, broadcasts, inbox, schedule, asrun, audio):
         app.include_router(module.router)
 
     @app.get("/api/v1/health", tags=["health"])

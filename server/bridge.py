@@ -31,6 +31,7 @@ from agents.protocol import (
     EventAck,
     Heartbeat,
     PlanAck,
+    ServerClock,
     ServerState,
     StateMessage,
     Topics,
@@ -119,6 +120,18 @@ class MqttBridge:
 
     def publish_plan(self, plan: PublishedPlan) -> None:
         self._publish(Topics.plan(plan.agent_id), plan.payload, retain=True)
+
+    def publish_clock(self) -> None:
+        """A time sample for the agents' offset estimate: stamped on the loop thread right before it is
+        handed to the socket, QoS 0 and not retained (a late or stored sample would only mislead)."""
+        link, loop = self._link, self._loop
+        if link is None or loop is None:
+            return
+
+        def send() -> None:
+            link.publish(Topics.SERVER_CLOCK, encode(ServerClock(server_time=self._now())), qos=0, retain=False)
+
+        loop.call_soon_threadsafe(send)
 
     def send_command(self, command: Command, *, agent_id: str | None = None, group_id: str | None = None) -> None:
         """Commands are never retained: a command for an offline agent must not fire hours later."""

@@ -13,14 +13,16 @@ import logging
 import os
 import shutil
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import uvicorn
 
 from agents.sim import SimulatedAgent, Simulator, sim_config
+from server.api.schemas import BroadcastCreate, TimingIn
 from server.app import create_app
-from server.broadcasts import create_broadcast
+from server.broadcasts import create_broadcast, review_broadcast
 from server.content import create_announcement, review_announcement
 from server.directory import create_area, create_user, principal_of, register_device
 from server.models import Announcement, User
@@ -105,10 +107,30 @@ async def schedule_first_announcement(runtime: Runtime) -> None:
             return
         approver = principal_of(db.query(User).filter(User.username == "pheduyet").one())
         review_announcement(db, approver, announcement_id, approve=True, comment="Đồng ý phát (dữ liệu mẫu)")
-        create_broadcast(db, editor, announcement_id=announcement_id, play_at=runtime.now() + timedelta(seconds=45),
-                         priority="normal", area_codes=["08-076-tantrao"], agent_ids=[], now=runtime.now(),
-                         lead=timedelta(seconds=runtime.settings.play_lead_s))
+        now = runtime.now()
+        requests = [
+            BroadcastCreate(announcement_id=announcement_id, play_at=now + timedelta(seconds=45),
+                            area_codes=["08-076-tantrao"]),
+            # The commune's two daily slots (programmes of up to 30 minutes; weekdays only in the afternoon).
+            BroadcastCreate(announcement_id=announcement_id, title="Chương trình buổi sáng", slot_minutes=30,
+                            timing=TimingIn(kind="recurring", rrule="FREQ=DAILY", start=_tomorrow_at(now, 5, 30),
+                                            holidays="skip"),
+                            area_codes=["08-076-tantrao"]),
+            BroadcastCreate(announcement_id=announcement_id, title="Chương trình buổi chiều", slot_minutes=30,
+                            timing=TimingIn(kind="recurring", rrule="FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR",
+                                            start=_tomorrow_at(now, 17, 0), holidays="skip"),
+                            area_codes=["08-076-tantrao"]),
+        ]
+        for request in requests:
+            broadcast, _ = create_broadcast(db, editor, request, now=now, settings=runtime.settings)
+            if broadcast.status == "submitted":
+                review_broadcast(db, approver, broadcast.id, approve=True, comment="Đồng ý (dữ liệu mẫu)", now=now)
     await asyncio.to_thread(runtime.planner.recompile)
+
+
+def _tomorrow_at(now: datetime, hour: int, minute: int) -> str:
+    local = now.astimezone(ZoneInfo("Asia/Ho_Chi_Minh")) + timedelta(days=1)
+    return local.replace(hour=hour, minute=minute, second=0, microsecond=0, tzinfo=None).isoformat()
 
 
 async def run_demo(*, data_dir: Path, port: int, broker_port: int, fresh: bool) -> None:

@@ -1,7 +1,7 @@
 """Turns stored broadcasts into each agent's plan and publishes the plans that changed.
 
 A plan is republished only when its content (items and groups) changed; its version then rises by
-one. The compile itself is `schedules.compile_plans`, pure and deterministic.
+one. The compile itself is `schedules.PlanCompiler`, pure, deterministic and incremental.
 """
 
 from __future__ import annotations
@@ -18,12 +18,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agents.protocol import AudioRef, Plan, PlanItem, encode
-from schedules import AreaId, AudioAsset, Device, DeviceAgentId, Occurrence, Priority, compile_plans, resolve_targets
+from schedules import AreaId, Device, DeviceAgentId, Occurrence, PlanCompiler, PlannedItem, ScheduleError
+from schedules.broadcasts import occurrences_between
 from schedules.targets import AreaTree
 from server.db import Database
 from server.directory import load_tree
-from server.models import AgentPlan, Announcement, Broadcast
+from server.errors import LoaError
+from server.models import AgentPlan, Broadcast
 from server.models import Device as DeviceRow
+from server.schedule_mapping import agents_of, holiday_calendar, spec_of
+from server.settings import EqualPriority
 
 log = logging.getLogger(__name__)
 
@@ -36,33 +40,6 @@ def group_ids_for(tree: AreaTree, area_id: AreaId) -> tuple[str, ...]:
     return tuple(f"area-{tree.get(a).code.lower()}" for a in reversed(tree.ancestors(area_id)))
 
 
-def occurrences_from(db: Session, tree: AreaTree, devices: dict[DeviceAgentId, Device], now: datetime,
-                     horizon: timedelta) -> list[Occurrence]:
-    rows = db.scalars(
-        select(Broadcast).join(Announcement, Announcement.id == Broadcast.announcement_id)
-        .where(Broadcast.status == "approved", Broadcast.play_at >= now - LOOKBACK,
-               Broadcast.play_at < now + horizon, Announcement.audio_status == "ready",
-               Announcement.review_status == "approved")
-    ).all()
-    device_ids = {d.id: d.agent_id for d in db.scalars(select(DeviceRow)).all()}
-    found: list[Occurrence] = []
-    for broadcast in rows:
-        audio = broadcast.announcement.audio
-        if audio is None:
-            continue
-        agents = resolve_targets(
-            tree, devices,
-            [AreaId(t.area_id) for t in broadcast.targets if t.area_id is not None],
-            [DeviceAgentId(device_ids[t.device_id]) for t in broadcast.targets
-             if t.device_id is not None and t.device_id in device_ids])
-        found.append(Occurrence(
-            broadcast_id=broadcast.id, title=broadcast.announcement.title,
-            priority=Priority[broadcast.priority.upper()], play_at=broadcast.play_at,
-            audio=AudioAsset(sha256=audio.sha256, duration_ms=audio.duration_ms, size_bytes=audio.size_bytes),
-            agent_ids=agents))
-    return found
-
-
 @dataclass(frozen=True)
 class PublishedPlan:
     agent_id: str
@@ -70,58 +47,65 @@ class PublishedPlan:
     payload: bytes
 
 
+@dataclass
+class _Fleet:
+    tree: AreaTree
+    devices: dict[DeviceAgentId, Device]
+    agent_by_device_id: dict[int, DeviceAgentId]
+
+
 class Planner:
+    """Keeps a `PlanCompiler` of every airing broadcast; recompiles one broadcast's agents when it
+    changes, everything when the horizon rolls or the fleet changes."""
+
     def __init__(self, db: Database, *, public_url: str, horizon: timedelta,
-                 publish: Callable[[PublishedPlan], None], now: Callable[[], datetime]) -> None:
+                 publish: Callable[[PublishedPlan], None], now: Callable[[], datetime],
+                 equal_priority: EqualPriority = "queue") -> None:
         self._db = db
         self._public_url = public_url
         self._horizon = horizon
         self._publish = publish
         self._now = now
+        self._equal_priority = equal_priority
         self._lock = threading.Lock()
+        self._compiler: PlanCompiler | None = None
 
     def recompile(self) -> list[PublishedPlan]:
-        """Compile every device's plan; store and publish those whose content changed."""
+        """Compile every device's plan from scratch; store and publish those whose content changed."""
         with self._lock, self._db.session() as db:
             now = self._now()
-            tree = load_tree(db)
-            device_rows = db.scalars(select(DeviceRow)).all()
-            devices = {DeviceAgentId(d.agent_id): Device(DeviceAgentId(d.agent_id), AreaId(d.area_id))
-                       for d in device_rows}
-            compiled = compile_plans(occurrences_from(db, tree, devices, now, self._horizon),
-                                     now=now, horizon=self._horizon)
-            stored = {p.device_id: p for p in db.scalars(select(AgentPlan)).all()}
-            changed: list[PublishedPlan] = []
-            for row in device_rows:
-                timeline = compiled.timelines.get(DeviceAgentId(row.agent_id), ())
-                items = tuple(PlanItem(
-                    id=p.id, broadcast_id=p.occurrence.broadcast_id, title=p.occurrence.title,
-                    priority=p.occurrence.priority, play_at=p.play_at,
-                    audio=AudioRef(sha256=p.occurrence.audio.sha256,
-                                   url=f"{self._public_url}/api/v1/audio/{p.occurrence.audio.sha256}",
-                                   duration_ms=p.occurrence.audio.duration_ms,
-                                   size_bytes=p.occurrence.audio.size_bytes))
-                    for p in timeline)
-                groups = group_ids_for(tree, AreaId(row.area_id))
-                fingerprint = _fingerprint(items, groups)
-                current = stored.get(row.id)
-                if current is not None and current.fingerprint == fingerprint:
-                    continue
-                if current is None:
-                    current = AgentPlan(device_id=row.id, version=0)
-                    db.add(current)
-                current.version += 1
-                plan = Plan(agent_id=row.agent_id, version=current.version, issued_at=now, items=items,
-                            groups=groups)
-                current.fingerprint = fingerprint
-                current.payload = plan.to_dict()
-                current.published_at = now
-                changed.append(PublishedPlan(row.agent_id, current.version, encode(plan)))
-        for published in changed:  # after commit: an agent never sees a version the database lacks
-            self._publish(published)
-        if changed:
-            log.info("published %d changed plan(s)", len(changed))
-        return changed
+            fleet = self._fleet(db)
+            compiler = PlanCompiler(now=now, horizon=self._horizon, equal_priority=self._equal_priority)
+            for broadcast in self._airing(db, now):
+                compiler.set_broadcast(broadcast.id, self._occurrences(broadcast, fleet, now))
+            self._compiler = compiler
+            changed = self._store(db, fleet, compiler, None, now)
+        return self._send(changed)
+
+    def broadcast_changed(self, broadcast_id: int) -> list[PublishedPlan]:
+        """Recompile only the agents whose timeline the change of one broadcast affects."""
+        if self._compiler is None:
+            return self.recompile()
+        with self._lock, self._db.session() as db:
+            now = self._now()
+            fleet = self._fleet(db)
+            compiler = self._compiler
+            affected = set(compiler.advance(now))
+            broadcast = db.get(Broadcast, broadcast_id)
+            if broadcast is not None and self._is_airing(broadcast, now):
+                affected |= compiler.set_broadcast(broadcast_id, self._occurrences(broadcast, fleet, now))
+            else:
+                affected |= compiler.remove_broadcast(broadcast_id)
+            changed = self._store(db, fleet, compiler, affected, now)
+        return self._send(changed)
+
+    def preview(self, agent_ids: frozenset[DeviceAgentId]) -> dict[DeviceAgentId, tuple[PlannedItem, ...]]:
+        """The compiled timelines of these agents as they stand (after a recompile if none ran yet)."""
+        if self._compiler is None:
+            self.recompile()
+        assert self._compiler is not None
+        with self._lock:
+            return {a: self._compiler.timeline(a) for a in agent_ids}
 
     def current_plans(self) -> list[PublishedPlan]:
         """Every stored plan, for republishing after a broker restart (retained state may be gone)."""
@@ -130,6 +114,76 @@ class Planner:
             return [PublishedPlan(d.agent_id, p.version, json.dumps(p.payload, ensure_ascii=False,
                                                                        separators=(",", ":")).encode())
                     for p, d in rows if p.payload is not None]
+
+    # --- internals --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _fleet(db: Session) -> _Fleet:
+        tree = load_tree(db)
+        rows = db.scalars(select(DeviceRow)).all()
+        return _Fleet(tree, {DeviceAgentId(d.agent_id): Device(DeviceAgentId(d.agent_id), AreaId(d.area_id))
+                             for d in rows}, {d.id: DeviceAgentId(d.agent_id) for d in rows})
+
+    @staticmethod
+    def _is_airing(broadcast: Broadcast, now: datetime) -> bool:
+        return broadcast.status == "approved" and broadcast.mode == "direct"
+
+    def _airing(self, db: Session, now: datetime) -> list[Broadcast]:
+        return list(db.scalars(select(Broadcast).where(Broadcast.status == "approved",
+                                                       Broadcast.mode == "direct")).all())
+
+    def _occurrences(self, broadcast: Broadcast, fleet: _Fleet, now: datetime) -> list[Occurrence]:
+        try:
+            spec = spec_of(broadcast, agents_of(broadcast, fleet.tree, fleet.devices, fleet.agent_by_device_id))
+            if spec is None:
+                return []
+            return occurrences_between(spec, now - LOOKBACK, now + self._horizon, holiday_calendar())
+        except (ScheduleError, LoaError) as exc:
+            log.error("broadcast %s cannot be expanded and is left out of plans: %s", broadcast.id, exc)
+            return []
+
+    def _store(self, db: Session, fleet: _Fleet, compiler: PlanCompiler, agents: set[DeviceAgentId] | None,
+               now: datetime) -> list[PublishedPlan]:
+        stored = {p.device_id: p for p in db.scalars(select(AgentPlan)).all()}
+        changed: list[PublishedPlan] = []
+        for row in db.scalars(select(DeviceRow)).all():
+            agent_id = DeviceAgentId(row.agent_id)
+            if agents is not None and agent_id not in agents:
+                continue
+            items = tuple(self._plan_item(p) for p in compiler.timeline(agent_id) if not p.resumption)
+            groups = group_ids_for(fleet.tree, AreaId(row.area_id))
+            fingerprint = _fingerprint(items, groups)
+            current = stored.get(row.id)
+            if current is not None and current.fingerprint == fingerprint:
+                continue
+            if current is None:
+                current = AgentPlan(device_id=row.id, version=0)
+                db.add(current)
+            current.version += 1
+            plan = Plan(agent_id=row.agent_id, version=current.version, issued_at=now, items=items, groups=groups)
+            current.fingerprint = fingerprint
+            current.payload = plan.to_dict()
+            current.published_at = now
+            changed.append(PublishedPlan(row.agent_id, current.version, encode(plan)))
+        return changed
+
+    def _send(self, changed: list[PublishedPlan]) -> list[PublishedPlan]:
+        for published in changed:  # after commit: an agent never sees a version the database lacks
+            self._publish(published)
+        if changed:
+            log.info("published %d changed plan(s)", len(changed))
+        return changed
+
+    def _plan_item(self, planned: PlannedItem) -> PlanItem:
+        occurrence = planned.occurrence
+        audio = occurrence.audio
+        # Only a programme's slot end is a hard stop for the agent; a cut by a preemption is the agent's
+        # own decision when the preempting item arrives (it may resume the rest).
+        return PlanItem(id=planned.id, broadcast_id=occurrence.broadcast_id, title=occurrence.title,
+                        priority=occurrence.priority, play_at=planned.play_at,
+                        audio=AudioRef(sha256=audio.sha256, url=f"{self._public_url}/api/v1/audio/{audio.sha256}",
+                                       duration_ms=audio.duration_ms, size_bytes=audio.size_bytes),
+                        on_preempt=occurrence.on_preempt, stop_at=occurrence.stop_at, exercise=occurrence.exercise)
 
 
 def _fingerprint(items: tuple[PlanItem, ...], groups: tuple[str, ...]) -> str:

@@ -48,7 +48,8 @@ class Runtime:
                        if settings.embedded_broker else None)
         self.planner = Planner(self.db, public_url=settings.effective_public_url,
                                horizon=timedelta(hours=settings.horizon_hours),
-                               publish=lambda plan: self.bridge.publish_plan(plan), now=now)
+                               publish=lambda plan: self.bridge.publish_plan(plan), now=now,
+                               equal_priority=settings.equal_priority)
         self.bridge = MqttBridge(
             db=self.db, address=BrokerAddress.parse(settings.broker_url, username=settings.broker_username,
                                                     password=settings.broker_password),
@@ -83,6 +84,7 @@ class Runtime:
         self.jobs = Jobs(self.db.engine, {
             "roll-horizon": (self.planner.recompile, 300.0),
             "sweep-silent-devices": (self.bridge.sweep_silent, 30.0),
+            "server-clock": (self.bridge.publish_clock, 10.0),
         })
         self.jobs.start()
         await asyncio.to_thread(self.planner.recompile)

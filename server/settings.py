@@ -19,6 +19,9 @@ from server.errors import ConfigError
 DEV_SECRET = "dev-only-secret-change-me-0123456789"
 
 
+EqualPriority = Literal["queue", "refuse"]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOA_", extra="forbid")
 
@@ -57,6 +60,15 @@ class Settings(BaseSettings):
     session_hours: int = Field(default=12, ge=1, le=24 * 30)
     play_lead_s: float = Field(default=2.0, ge=0, le=60)
     """How far ahead of 'now' an immediate broadcast is placed so all agents start in step."""
+    broadcast_review: bool = True
+    """Broadcasts wait for an approver (not their author) before they air; emergencies follow
+    ``emergency_confirmation`` instead."""
+    emergency_confirmation: Literal["typed", "second_person"] = "typed"
+    """typed: the sender types the owning area's name to send at once; second_person: an approver
+    other than the sender must approve first."""
+    equal_priority: EqualPriority = "queue"
+    """When two broadcasts of equal priority overlap on a device: play the later one after (queue) or
+    refuse to save it (refuse)."""
 
     @field_validator("broker_url")
     @classmethod

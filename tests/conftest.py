@@ -71,9 +71,9 @@ def mosquitto_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"mqtt://127.0.0.1:{port}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for this test session, dropped afterwards."""
+    """A fresh PostgreSQL database for each test module, dropped afterwards."""
     import sqlalchemy
 
     name = f"loa_test_{uuid.uuid4().hex[:10]}"

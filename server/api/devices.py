@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from server.api.deps import CurrentPrincipal, DbSession
+from server.api.deps import CurrentPrincipal, DbSession, RuntimeDep
 from server.api.schemas import DeviceCreate, DevicePublic, DeviceRegistered
 from server.directory import get_visible_device, register_device, visible_devices
 from server.models import Area, Device, DeviceStatus
@@ -33,7 +33,10 @@ def get_device(agent_id: str, db: DbSession, principal: CurrentPrincipal) -> Dev
 
 
 @router.post("", status_code=201)
-def post_device(body: DeviceCreate, db: DbSession, principal: CurrentPrincipal) -> DeviceRegistered:
+def post_device(body: DeviceCreate, db: DbSession, principal: CurrentPrincipal,
+                runtime: RuntimeDep) -> DeviceRegistered:
     device, token = register_device(db, principal, agent_id=body.agent_id, name=body.name,
                                     area_code=body.area_code, latitude=body.latitude, longitude=body.longitude)
+    db.commit()
+    runtime.planner.recompile()  # a new cluster gets at once what its area already airs
     return DeviceRegistered(agent_id=device.agent_id, token=token)

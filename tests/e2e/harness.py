@@ -107,6 +107,8 @@ class System:
             "LOA_DATABASE_URL": self.database_url, "LOA_BROKER_URL": self.broker_url,
             "LOA_EMBEDDED_BROKER": "true" if self.embedded else "false", "LOA_TTS_ONLINE": "false",
             "LOA_SERVER_ID": f"loa-server-{self.suffix}",
+            # These tests exercise transport and playout; the broadcast review is tested through the API.
+            "LOA_BROADCAST_REVIEW": "false",
         })
         return env
 

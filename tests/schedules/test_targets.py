@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from schedules import Area, AreaId, AreaTree, Device, DeviceAgentId, ScheduleError, resolve_targets
+from schedules import Area, AreaId, AreaTree, Device, DeviceAgentId, ScheduleError, resolve_area_codes, resolve_targets
 
 # Province 1
 # ├── former district 10
@@ -166,3 +166,41 @@ def test_self_parent_does_not_loop_forever() -> None:
     looped = AreaTree([_area(7, 7, "commune")])
     assert looped.subtree(AreaId(7)) == _ids(7)
     assert looped.ancestors(AreaId(7)) == [AreaId(7)]
+
+
+# --- Commune mergers: old codes keep resolving -----------------------------------------------------
+
+def _merged_tree() -> AreaTree:
+    # Tuyên Quang province (08); since 1 July 2025 commune 02218 absorbed the former communes 02221 and
+    # 02224, and 02224 had itself absorbed 02227 in an earlier merger.
+    areas = [Area(AreaId(1), None, "08", "Tuyên Quang", "province"),
+             Area(AreaId(2), AreaId(1), "02218", "Tân Trào", "commune"),
+             Area(AreaId(3), AreaId(2), "02218-01", "Thôn Tân Lập", "village"),
+             Area(AreaId(4), AreaId(1), "02230", "Sơn Dương", "commune")]
+    return AreaTree(areas, aliases={"02221": "02218", "02224": "02218", "02227": "02224", "09999": "09998",
+                                    "09998": "09999"})
+
+
+def test_an_old_commune_code_resolves_to_the_merged_commune() -> None:
+    tree = _merged_tree()
+    assert tree.area_for_code("02218").id == AreaId(2)
+    assert tree.area_for_code("02221").id == AreaId(2)
+    assert tree.area_for_code("02227").id == AreaId(2)  # a chain of mergers
+    assert tree.codes_merged_into(AreaId(2)) == {"02221", "02224", "02227"}
+    assert tree.codes_merged_into(AreaId(4)) == set()
+
+
+def test_a_target_given_by_an_old_code_reaches_the_merged_communes_devices() -> None:
+    tree = _merged_tree()
+    devices = {DeviceAgentId(a): Device(DeviceAgentId(a), AreaId(area))
+               for a, area in {"loa-tan-trao": 2, "loa-tan-lap": 3, "loa-son-duong": 4}.items()}
+    assert resolve_targets(tree, devices, resolve_area_codes(tree, ["02221"]), []) == {"loa-tan-trao", "loa-tan-lap"}
+
+
+@pytest.mark.timeout(5)
+def test_unknown_and_cyclic_codes_are_refused() -> None:
+    tree = _merged_tree()
+    with pytest.raises(ScheduleError, match="unknown area code 77777"):
+        tree.area_for_code("77777")
+    with pytest.raises(ScheduleError, match="unknown area code 09999"):
+        tree.area_for_code("09999")

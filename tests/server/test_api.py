@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from server.app import create_app
-from server.directory import create_area, create_user, register_device
+from server.directory import LOGIN_REFUSED, create_area, create_user, register_device
 from server.permissions import Role
 from server.runtime import Runtime
 from server.settings import load_settings
@@ -91,7 +91,7 @@ def test_requests_without_a_session_are_refused(api: Api) -> None:
 def test_wrong_password_is_refused(api: Api) -> None:
     response = api.client.post("/api/v1/auth/login", json={"username": "editor", "password": "nope"})
     assert response.status_code == 401
-    assert response.json()["detail"] == "wrong username or password"
+    assert response.json()["detail"] == LOGIN_REFUSED
 
 
 def test_invalid_body_gives_422_with_a_readable_message(api: Api) -> None:
@@ -169,12 +169,16 @@ def test_scheduling_publishes_a_plan_for_the_targeted_device(api: Api, approved:
     response = api.client.post("/api/v1/broadcasts", headers=editor, json={
         "announcement_id": approved["id"], "play_at": future(120), "area_codes": ["c-a"]})
     assert response.status_code == 201 and response.json()["target_devices"] == 1
+    assert response.json()["status"] == "submitted"
+    review = api.client.post(f"/api/v1/broadcasts/{response.json()['id']}/review", headers=api.login("approver"),
+                             json={"approve": True})
+    assert review.status_code == 200, review.text
     plans = {p.agent_id: p for p in api.runtime.planner.current_plans()}
     import json
 
     items = json.loads(plans["dev-a1"].payload)["items"]
     assert [i["broadcast_id"] for i in items] == [response.json()["id"]]
-    assert json.loads(plans["dev-b1"].payload)["items"] == []
+    assert "dev-b1" not in plans or json.loads(plans["dev-b1"].payload)["items"] == []
 
 
 def test_audio_downloads_need_an_agent_token_and_support_ranges(api: Api, approved: dict[str, Any]) -> None:
