@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from server.api import announcements, areas, asrun, audio, auth, broadcasts, devices, inbox, lexicon, schedule, uploads
 from server.api import errors as api_errors
+from server.console import admin_routes
 from server.console import routes as console_routes
 from server.runtime import Runtime
 from server.settings import Settings
@@ -40,6 +41,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     def health() -> dict[str, object]:
         return {"status": "ok", "broker_connected": runtime.bridge.connected}
 
+    admin_routes.install(app)  # users and reports (API and console), password-change redirect
     app.include_router(console_routes.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -89,38 +89,83 @@ class NewSession:
     csrf_token: str
     expires_at: datetime
     principal: Principal
+    must_change_password: bool
+
+
+LOCKOUT_THRESHOLD = 5
+"""Consecutive wrong passwords before the account is locked for a while."""
+LOCKOUT_FIRST = timedelta(minutes=1)
+LOCKOUT_MAX = timedelta(hours=1)
+LOGIN_REFUSED = ("Sai tên đăng nhập hoặc mật khẩu, hoặc tài khoản đang tạm khóa vì nhập sai nhiều lần "
+                 "(hãy thử lại sau ít phút).")
+"""One message for every refusal (unknown user, wrong password, locked, disabled): nothing leaks."""
+
+
+def lockout_for(failed_logins: int) -> timedelta | None:
+    """How long the account locks after this many consecutive failures: 1 min at the 5th, doubling, ≤ 1 h."""
+    if failed_logins < LOCKOUT_THRESHOLD:
+        return None
+    return min(LOCKOUT_FIRST * 2 ** min(failed_logins - LOCKOUT_THRESHOLD, 16), LOCKOUT_MAX)
 
 
 def login(db: Session, *, username: str, password: str, now: datetime, lifetime: timedelta) -> NewSession:
+    """Open a session, or raise Unauthorized with ``LOGIN_REFUSED``.
+
+    A failure is committed before the error is raised (the caller's unit of work rolls back on errors,
+    and the failure count must survive that). While an account is locked its password is not even
+    checked, and failures do not extend the lock.
+    """
     user = db.scalar(select(User).where(User.username == username))
-    # Verify against a dummy hash when the user is unknown so timing does not reveal which users exist.
-    valid = verify_password(user.password_hash if user else _DUMMY_HASH, password)
-    if user is None or not valid or not user.is_active:
-        raise Unauthorized("wrong username or password")
+    locked = user is not None and user.locked_until is not None and user.locked_until > now
+    # Verify against a dummy hash when the user is unknown or locked so timing reveals nothing.
+    candidate = user.password_hash if user is not None and not locked else _DUMMY_HASH
+    valid = verify_password(candidate, password) and user is not None and not locked
+    if user is None or locked or not valid or not user.is_active:
+        if user is not None and not locked and not valid:
+            user.failed_logins += 1
+            lock = lockout_for(user.failed_logins)
+            if lock is not None:
+                user.locked_until = now + lock
+            db.commit()
+        raise Unauthorized(LOGIN_REFUSED)
+    user.failed_logins = 0
+    user.locked_until = None
     token, csrf = new_token(), new_token()
     db.execute(delete(LoginSession).where(LoginSession.expires_at < now))
     db.add(LoginSession(token_hash=token_digest(token), user_id=user.id, csrf_token=csrf,
                         created_at=now, expires_at=now + lifetime))
-    return NewSession(token=token, csrf_token=csrf, expires_at=now + lifetime, principal=principal_of(user))
+    return NewSession(token=token, csrf_token=csrf, expires_at=now + lifetime, principal=principal_of(user),
+                      must_change_password=user.must_change_password)
 
 
 _DUMMY_HASH = hash_password("not-a-real-password-just-for-timing")
+
+
+class PasswordChangeRequired(Forbidden):
+    """The session is only good for changing the password (after an admin reset)."""
 
 
 @dataclass(frozen=True)
 class ActiveSession:
     principal: Principal
     csrf_token: str
+    must_change_password: bool = False
 
 
-def resolve_session(db: Session, token: str, now: datetime) -> ActiveSession:
+def resolve_session(db: Session, token: str, now: datetime, *, allow_password_change_only: bool = False
+                    ) -> ActiveSession:
+    """The session behind a token. A user who must change their password gets PasswordChangeRequired
+    unless the caller is one of the few places that let them do it (``allow_password_change_only``)."""
     row = db.get(LoginSession, token_digest(token))
     if row is None or row.expires_at < now:
         raise Unauthorized("session expired; please log in again")
     user = db.get(User, row.user_id)
     if user is None or not user.is_active:
         raise Unauthorized("account disabled")
-    return ActiveSession(principal=principal_of(user), csrf_token=row.csrf_token)
+    if user.must_change_password and not allow_password_change_only:
+        raise PasswordChangeRequired("Bạn cần đổi mật khẩu trước khi tiếp tục.")
+    return ActiveSession(principal=principal_of(user), csrf_token=row.csrf_token,
+                         must_change_password=user.must_change_password)
 
 
 def logout(db: Session, token: str) -> None:

@@ -17,15 +17,6 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1, max_length=256)
 
 
-class LoginPublic(BaseModel):
-    token: str
-    csrf_token: str
-    expires_at: datetime
-    username: str
-    full_name: str
-    roles: list[str]
-
-
 class AreaCreate(BaseModel):
     code: str = Field(min_length=1, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
     name: str = Field(min_length=1, max_length=200)

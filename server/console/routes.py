@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote, urlparse
+from urllib.parse import quote, urlencode, urlparse
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
@@ -38,8 +38,9 @@ from schedules import AreaId
 from server.api.asrun import list_as_run
 from server.api.deps import SESSION_COOKIE, DbSession, RuntimeDep
 from server.api.devices import device_public
-from server.api.schemas import AsRunPublic, DevicePublic
+from server.api.schemas import DevicePublic
 from server.broadcasts import list_broadcasts
+from server.categories import CATEGORIES
 from server.content import get_announcement, list_announcements
 from server.directory import (
     ActiveSession,
@@ -51,9 +52,10 @@ from server.directory import (
     visible_areas,
     visible_devices,
 )
-from server.errors import NotFound, Unauthorized
+from server.errors import Invalid, NotFound, Unauthorized
 from server.models import Announcement, Area, Broadcast, DeviceStatus
 from server.permissions import Action, Principal
+from server.reports import AsRunFilter, AsRunRow, as_run, parse_local_date
 from server.runtime import Runtime
 from server.security import same
 
@@ -206,10 +208,12 @@ def post_login(request: Request, runtime: RuntimeDep,
                 session = login(db, username=username, password=password, now=runtime.now(),
                                 lifetime=timedelta(hours=runtime.settings.session_hours))
         except Unauthorized:
-            error = "wrong"
+            error = "refused"
     if error:
         return _render(request, "login.html", {"next": target, "error": error, "username": username[:64]},
-                       runtime, status_code=401 if error == "wrong" else 422)
+                       runtime, status_code=401 if error in ("wrong", "refused") else 422)
+    if session.must_change_password:  # after an admin reset: nothing else until the password is changed
+        target = f"/console/password?next={quote(target, safe='')}"
     response = RedirectResponse(target, status_code=303)
     _set_session_cookie(response, runtime, session.token)
     return response
@@ -221,7 +225,11 @@ def post_logout(request: Request, runtime: RuntimeDep,
     token = request.cookies.get(SESSION_COOKIE)
     if token:
         with runtime.db.session() as db:
-            active = active_session(request, db, runtime)
+            try:  # a user who must change their password may still log out
+                active: ActiveSession | None = resolve_session(db, token, runtime.now(),
+                                                               allow_password_change_only=True)
+            except Unauthorized:
+                active = None
             sent = csrf_token or request.headers.get("x-csrf-token", "")
             if active is not None:
                 if not sent or not same(sent, active.csrf_token):
@@ -323,21 +331,42 @@ def _positive_int(value: str | None) -> int | None:
 def get_as_run(request: Request, db: DbSession, runtime: RuntimeDep,
                agent_id: Annotated[str | None, Query(max_length=64)] = None,
                broadcast_id: Annotated[str | None, Query(max_length=20)] = None,
-               limit: Annotated[str | None, Query(max_length=6)] = None) -> Response:
+               limit: Annotated[str | None, Query(max_length=6)] = None,
+               area_code: Annotated[str | None, Query(max_length=32)] = None,
+               category: Annotated[str | None, Query(max_length=32)] = None,
+               date_from: Annotated[str | None, Query(max_length=10)] = None,
+               date_to: Annotated[str | None, Query(max_length=10)] = None) -> Response:
     active = active_session(request, db, runtime)
     if active is None:
         return _to_login(request)
     agent = (agent_id or "").strip() or None
     broadcast = _positive_int(broadcast_id)
     count = min(_positive_int(limit) or 200, 5000)
-    entries: list[AsRunPublic] = list_as_run(db, active.principal, broadcast_id=broadcast, agent_id=agent,
-                                             limit=count)
+    area = (area_code or "").strip() or None
+    wanted_category = (category or "").strip() or None
+    typed = {"date_from": (date_from or "").strip(), "date_to": (date_to or "").strip()}
+    error = ""
+    entries: list[AsRunRow] = []
+    try:
+        wanted = AsRunFilter(area_code=area, agent_id=agent, broadcast_id=broadcast, category=wanted_category,
+                             date_from=parse_local_date(typed["date_from"]) if typed["date_from"] else None,
+                             date_to=parse_local_date(typed["date_to"]) if typed["date_to"] else None)
+        entries = as_run(db, active.principal, wanted, timezone=runtime.settings.timezone or DEFAULT_TIMEZONE,
+                         limit=count)
+    except Invalid as exc:
+        error = str(exc)
+    except NotFound:
+        return _render(request, "refusal.html", {**_page_context(active), "status": 404}, runtime,
+                       status_code=404)
     devices = [d for d, _s, _a in visible_devices(db, active.principal)]
+    extra = {k: v for k, v in (("area_code", area), ("category", wanted_category), *typed.items()) if v}
     return _render(request, "asrun.html", {
-        **_page_context(active), "entries": entries, "devices": devices,
-        "device_names": {d.agent_id: d.name for d in devices},
+        **_page_context(active), "entries": entries, "devices": devices, "areas": visible_areas(db, active.principal),
+        "categories": CATEGORIES, "device_names": {d.agent_id: d.name for d in devices},
         "filter_agent": agent or "", "filter_broadcast": broadcast or "", "limit": count,
-    }, runtime)
+        "filter_area": area or "", "filter_category": wanted_category or "", "filter_dates": typed,
+        "filter_extra": urlencode(extra), "error": error,
+    }, runtime, status_code=422 if error else 200)
 
 
 # --- pages: announcements -----------------------------------------------------------------------------

@@ -296,6 +296,11 @@
     var wantBroadcast = table.getAttribute("data-filter-broadcast") || "";
     if (wantAgent && wantAgent !== event.agent_id) { return; }
     if (wantBroadcast && wantBroadcast !== String(event.broadcast_id || "")) { return; }
+    if (table.getAttribute("data-filter-extra")) {
+      // Area, category and dates cannot be checked here: re-read the filtered table (at most every 2 s).
+      if (!resyncTimer) { resyncTimer = window.setTimeout(function () { resyncTimer = null; resyncAsRun(); }, 2000); }
+      return;
+    }
     var body = table.tBodies[0] || table.appendChild(document.createElement("tbody"));
     body.insertBefore(asRunRow(event), body.firstChild);
     var limit = parseInt(table.getAttribute("data-limit") || "0", 10);
@@ -303,6 +308,8 @@
     var empty = document.getElementById("asrun-empty");
     if (empty) { empty.hidden = true; }
   }
+
+  var resyncTimer = null;
 
   /** Re-reads the as-run table from the API (after (re)connecting, events may have been missed). */
   function resyncAsRun() {
@@ -313,6 +320,8 @@
     var broadcast = table.getAttribute("data-filter-broadcast");
     if (agent) { query.push("agent_id=" + encodeURIComponent(agent)); }
     if (broadcast) { query.push("broadcast_id=" + encodeURIComponent(broadcast)); }
+    var extra = table.getAttribute("data-filter-extra");
+    if (extra) { query.push(extra); }
     api("GET", "/api/v1/as-run?" + query.join("&"), null, { quiet: true, noRedirect: true }).then(function (rows) {
       var body = table.tBodies[0] || table.appendChild(document.createElement("tbody"));
       var fresh = document.createElement("tbody");
