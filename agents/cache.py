@@ -1,20 +1,29 @@
 """Audio files held on the device, fetched over HTTP and verified by sha256 before use.
 
-A file lands under its hash only after its bytes hashed right; a partial download is resumed with an
-HTTP Range request. A corrupt file is deleted and fetched again, never played.
+A file lands under its hash only after its bytes hashed right (fsync, rename, fsync of the directory:
+a power cut leaves either no file or a whole one); a partial download is resumed with an HTTP Range
+request. A corrupt file is deleted and fetched again, never played. Failed downloads are retried with
+exponential backoff and jitter (so a fleet that lost the server does not come back in lockstep).
+
+A disk quota bounds the cache. To make room, the least recently used files go first, and a file the
+plan still needs (``protected``) is never evicted: when the plan alone does not fit, the download is
+refused with a `FetchError` naming the quota, and the plan acknowledgement reports the file missing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
+from agents.atomic import fsync_dir, replace_durably
 from agents.errors import FetchError
 from agents.protocol import AudioRef
 
@@ -33,11 +42,16 @@ def file_sha256(path: Path) -> str:
 
 class AudioCache:
     def __init__(self, root: Path, http: httpx.AsyncClient, token: str, *, attempts: int = 4,
-                 download_slots: asyncio.Semaphore | None = None) -> None:
+                 download_slots: asyncio.Semaphore | None = None, quota_bytes: int | None = None,
+                 retry_base_s: float = 0.5) -> None:
         self._root = root
         self._http = http
         self._token = token
         self._attempts = attempts
+        self._quota_bytes = quota_bytes
+        self._retry_base_s = retry_base_s
+        self._protected: Callable[[], set[str]] = set
+        self.evicted: list[str] = []
         # Agents sharing one process (the simulator) share a few download slots: httpx's pool slows
         # down quadratically with the number of queued requests.
         self._slots = download_slots
@@ -45,6 +59,12 @@ class AudioCache:
 
     def start(self) -> None:
         self._root.mkdir(parents=True, exist_ok=True)
+        for stale in self._root.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+
+    def protect(self, needed: Callable[[], set[str]]) -> None:
+        """Tell the cache which sha256 the plan still needs: those are never evicted."""
+        self._protected = needed
 
     def path_for(self, sha256: str) -> Path:
         return self._root / f"{sha256}.audio"
@@ -66,10 +86,44 @@ class AudioCache:
         path.unlink(missing_ok=True)
         return False
 
+    def make_room(self, size_bytes: int) -> None:
+        """Evict least recently used, unprotected files until ``size_bytes`` more fit in the quota."""
+        if self._quota_bytes is None:
+            return
+        files = []
+        for path in self._root.glob("*.audio"):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            files.append((stat.st_mtime, path.stem, path, stat.st_size))
+        used = sum(f[3] for f in files)
+        if used + size_bytes <= self._quota_bytes:
+            return
+        protected = self._protected()
+        removed = False
+        for _mtime, sha256, path, size in sorted(files):
+            if used + size_bytes <= self._quota_bytes:
+                break
+            if sha256 in protected:
+                continue
+            path.unlink(missing_ok=True)
+            used -= size
+            removed = True
+            self.evicted.append(sha256)
+            log.info("cache quota: evicted %s (%d bytes)", sha256[:12], size)
+        if removed:
+            fsync_dir(self._root)
+        if used + size_bytes > self._quota_bytes:
+            raise FetchError(f"cache quota of {self._quota_bytes} bytes exceeded: {used} bytes are still "
+                             f"needed by the plan and {size_bytes} more are wanted")
+
     async def ensure(self, audio: AudioRef) -> Path:
         """Return the verified local file, downloading it if needed (one download per hash at a time)."""
         path = self.path_for(audio.sha256)
         if path.exists():
+            with contextlib.suppress(OSError):
+                os.utime(path)  # recently used: evicted last
             return path
         pending = self._inflight.get(audio.sha256)
         if pending is not None:
@@ -88,10 +142,11 @@ class AudioCache:
             del self._inflight[audio.sha256]
 
     async def _download_with_retry(self, audio: AudioRef) -> Path:
-        delay = 0.5
+        delay = self._retry_base_s
         last: Exception | None = None
         for attempt in range(1, self._attempts + 1):
             try:
+                self.make_room(audio.size_bytes)
                 if self._slots is None:
                     return await self._download(audio)
                 async with self._slots:
@@ -100,7 +155,7 @@ class AudioCache:
                 last = exc
                 log.info("fetch %s attempt %d failed: %s", audio.sha256[:12], attempt, exc)
                 if attempt < self._attempts:
-                    await asyncio.sleep(delay * (0.5 + random.random()))
+                    await asyncio.sleep(backoff_s(delay))
                     delay *= 2
         raise FetchError(f"could not fetch {audio.sha256[:12]}: {last}")
 
@@ -132,5 +187,10 @@ class AudioCache:
         if actual != audio.sha256:
             partial.unlink(missing_ok=True)
             raise FetchError(f"sha256 mismatch: expected {audio.sha256[:12]}, got {actual[:12]}")
-        os.replace(partial, final)
+        replace_durably(partial, final)
         return final
+
+
+def backoff_s(base_s: float, rng: Callable[[], float] = random.random) -> float:
+    """``base_s`` with ±50 % jitter."""
+    return base_s * (0.5 + rng())

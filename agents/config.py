@@ -15,6 +15,16 @@ Example (every key: deploy/agent/agent.toml.example; operations: docs/operations
     [player]
     backend = "alsa"            # or "file" (writes what it would play; tests and simulator)
     device = "default"
+    fallback_file = "/var/lib/loa-agent/fallback.mp3"
+
+    [amplifier]
+    gpio_pin = 17               # BCM number of the relay; absent: no relay
+    warmup_s = 2
+    hold_s = 10
+
+    [volume]
+    backend = "amixer"          # or "file" / "none"
+    control = "PCM"
 """
 
 from __future__ import annotations
@@ -30,12 +40,16 @@ from typing import Any
 from agents.errors import ConfigError
 from agents.protocol import valid_agent_id, valid_group_id
 
-_TOP_KEYS = {"agent_id", "state_dir", "mqtt", "http", "player", "agent"}
+_TOP_KEYS = {"agent_id", "state_dir", "mqtt", "http", "player", "agent", "amplifier", "volume", "cache", "clock"}
 _SECTION_KEYS = {
     "mqtt": {"url", "username", "password", "password_file", "keepalive_s", "ca_file"},
     "http": {"token", "token_file", "timeout_s"},
-    "player": {"backend", "sink", "device", "ffmpeg", "play_command"},
-    "agent": {"heartbeat_s", "groups", "outbox_resend_s"},
+    "player": {"backend", "sink", "device", "ffmpeg", "play_command", "fallback_file"},
+    "agent": {"heartbeat_s", "groups", "outbox_resend_s", "allow_reboot", "reboot_command"},
+    "amplifier": {"gpio_pin", "active_high", "warmup_s", "hold_s"},
+    "volume": {"backend", "card", "control", "file", "normal_percent", "emergency_percent"},
+    "cache": {"quota_mb"},
+    "clock": {"ntp_fault_ms", "server_fault_ms"},
 }
 
 
@@ -59,6 +73,26 @@ class AgentConfig:
     http_timeout_s: float = 30.0
     groups: tuple[str, ...] = ()
     mqtt_ca_file: Path | None = None
+    fallback_file: Path | None = None
+    gpio_pin: int | None = None
+    """BCM pin of the amplifier relay; None: no relay (and no warm-up to wait for)."""
+    gpio_active_high: bool = True
+    amplifier_warmup_s: float = 2.0
+    amplifier_hold_s: float = 10.0
+    volume_backend: str = "none"
+    mixer_card: str = "0"
+    mixer_control: str = "PCM"
+    mixer_file: Path | None = None
+    normal_volume_percent: int = 80
+    emergency_volume_percent: int = 100
+    cache_quota_bytes: int | None = None
+    ntp_fault_ms: float = 50.0
+    server_clock_fault_ms: float = 250.0
+    allow_reboot: bool = False
+    reboot_command: tuple[str, ...] = ("systemctl", "reboot")
+    probe_host: bool = True
+    """Ask chrony/timesyncd and ModemManager for telemetry (off in the simulator)."""
+    durable_journal: bool = True
 
 
 def load_config(path: Path) -> AgentConfig:
@@ -103,6 +137,24 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, source: str = "config")
             raise fail(f"{section}.{key} must be a number >= {minimum}")
         return float(value)
 
+    def flag(section: str, key: str, default: bool) -> bool:
+        value = sections[section].get(key, default)
+        if not isinstance(value, bool):
+            raise fail(f"{section}.{key} must be true or false")
+        return value
+
+    def percent(section: str, key: str, default: int) -> int:
+        value = sections[section].get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
+            raise fail(f"{section}.{key} must be an integer from 0 to 100")
+        return value
+
+    def command(section: str, key: str, default: list[str]) -> tuple[str, ...]:
+        value = sections[section].get(key, default)
+        if not isinstance(value, list) or not value or not all(isinstance(p, str) and p for p in value):
+            raise fail(f"{section}.{key} must be a non-empty list of strings")
+        return tuple(value)
+
     def secret(section: str, key: str) -> str | None:
         inline, file_key = text(section, key), text(section, f"{key}_file")
         if inline and file_key:
@@ -140,9 +192,23 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, source: str = "config")
     groups = sections["agent"].get("groups", [])
     if not isinstance(groups, list) or not all(isinstance(g, str) and valid_group_id(g) for g in groups):
         raise fail("agent.groups must be a list of group ids (lowercase letters, digits, '.', '-', '_')")
-    play_command = sections["player"].get("play_command", ["aplay", "-q"])
-    if not isinstance(play_command, list) or not play_command or not all(isinstance(p, str) for p in play_command):
-        raise fail("player.play_command must be a non-empty list of strings")
+    play_command = command("player", "play_command", ["aplay", "-q"])
+    fallback = text("player", "fallback_file")
+    if fallback and not (base_dir / fallback).is_file():
+        raise fail(f"player.fallback_file {base_dir / fallback} does not exist")
+    gpio_pin = sections["amplifier"].get("gpio_pin")
+    if gpio_pin is not None and (isinstance(gpio_pin, bool) or not isinstance(gpio_pin, int)
+                                 or not 0 <= gpio_pin <= 27):
+        raise fail("amplifier.gpio_pin must be a BCM GPIO number from 0 to 27")
+    volume_backend = text("volume", "backend", "none")
+    if volume_backend not in ("amixer", "file", "none"):
+        raise fail("volume.backend must be 'amixer', 'file' or 'none'")
+    mixer_file = text("volume", "file")
+    if volume_backend == "file" and not mixer_file:
+        raise fail("volume.file is required with the file backend")
+    quota_mb = sections["cache"].get("quota_mb")
+    if quota_mb is not None and (isinstance(quota_mb, bool) or not isinstance(quota_mb, int) or quota_mb < 1):
+        raise fail("cache.quota_mb must be a whole number of megabytes >= 1")
     password = secret("mqtt", "password")
     ca_file = text("mqtt", "ca_file")
     if ca_file and not (base_dir / ca_file).is_file():
@@ -158,11 +224,27 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, source: str = "config")
         sink_path=(base_dir / sink).resolve() if sink else None,
         alsa_device=text("player", "device", "default") or "default",
         ffmpeg=text("player", "ffmpeg", os.environ.get("LOA_FFMPEG", "ffmpeg")) or "ffmpeg",
-        play_command=tuple(play_command),
+        play_command=play_command,
         keepalive_s=int(number("mqtt", "keepalive_s", 30, 5)),
         heartbeat_s=number("agent", "heartbeat_s", 30.0, 0.2),
         outbox_resend_s=number("agent", "outbox_resend_s", 15.0, 0.2),
         http_timeout_s=number("http", "timeout_s", 30.0, 1.0),
         groups=tuple(groups),
         mqtt_ca_file=(base_dir / ca_file).resolve() if ca_file else None,
+        fallback_file=(base_dir / fallback).resolve() if fallback else None,
+        gpio_pin=gpio_pin,
+        gpio_active_high=flag("amplifier", "active_high", True),
+        amplifier_warmup_s=number("amplifier", "warmup_s", 2.0, 0.0),
+        amplifier_hold_s=number("amplifier", "hold_s", 10.0, 0.0),
+        volume_backend=volume_backend or "none",
+        mixer_card=text("volume", "card", "0") or "0",
+        mixer_control=text("volume", "control", "PCM") or "PCM",
+        mixer_file=(base_dir / mixer_file).resolve() if mixer_file else None,
+        normal_volume_percent=percent("volume", "normal_percent", 80),
+        emergency_volume_percent=percent("volume", "emergency_percent", 100),
+        cache_quota_bytes=quota_mb * 1024 * 1024 if quota_mb is not None else None,
+        ntp_fault_ms=number("clock", "ntp_fault_ms", 50.0, 1.0),
+        server_clock_fault_ms=number("clock", "server_fault_ms", 250.0, 1.0),
+        allow_reboot=flag("agent", "allow_reboot", False),
+        reboot_command=command("agent", "reboot_command", ["systemctl", "reboot"]),
     )

@@ -23,3 +23,7 @@ class PlaybackError(AgentError):
 
 class ConfigError(AgentError):
     """The agent's configuration file is missing, unreadable or invalid."""
+
+
+class HardwareError(AgentError):
+    """A relay, a mixer or another device program of the Pi failed; playback goes on and a fault is raised."""

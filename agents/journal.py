@@ -1,7 +1,10 @@
-"""The agent's durable memory: session counter, current plan, as-run outbox, items already handled.
+"""The agent's durable memory: session counter, current plan, as-run outbox, items already handled,
+positions of preempted items to resume, command ids already obeyed.
 
 One SQLite file in WAL mode with ``synchronous=FULL``: a power cut mid-write loses at most the
 transaction in flight, never the file. The seam exists so the core never writes files itself.
+``durable=False`` (``synchronous=NORMAL``) survives a crash of the process but not of the machine; the
+simulator uses it, a thousand agents sharing one disk.
 """
 
 from __future__ import annotations
@@ -23,12 +26,21 @@ CREATE TABLE IF NOT EXISTS handled (
     outcome TEXT NOT NULL,
     at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS resume (
+    item_id TEXT PRIMARY KEY,
+    offset_ms INTEGER NOT NULL,
+    suspended_at REAL NOT NULL
+);
 """
+
+SUSPENDED = "suspended"
+"""``handled`` outcome of an item cut by a higher priority that will resume (its position is in ``resume``)."""
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, durable: bool = True) -> None:
         self._path = path
+        self._durable = durable
         self._db: sqlite3.Connection | None = None
         self._handled: dict[str, str] = {}
         """A read cache of the ``handled`` table: the playout asks about every item on every change."""
@@ -37,7 +49,7 @@ class Journal:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(f"PRAGMA synchronous={'FULL' if self._durable else 'NORMAL'}")
         self._db.executescript(_SCHEMA)
         self._handled = {str(k): str(v) for k, v in self._db.execute("SELECT item_id, outcome FROM handled")}
 
@@ -114,4 +126,29 @@ class Journal:
 
     def forget_handled_before(self, at: float) -> None:
         self.db.execute("DELETE FROM handled WHERE at < ?", (at,))
+        self.db.execute("DELETE FROM resume WHERE suspended_at < ?", (at,))
         self._handled = {str(k): str(v) for k, v in self.db.execute("SELECT item_id, outcome FROM handled")}
+
+    # --- resume positions -----------------------------------------------------------------------
+
+    def suspend(self, item_id: str, offset_ms: int, at: float) -> None:
+        """Remember where a resumable item was cut; it is pending again (outcome ``suspended``)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("INSERT INTO resume(item_id, offset_ms, suspended_at) VALUES (?, ?, ?) "
+                            "ON CONFLICT(item_id) DO UPDATE SET offset_ms = excluded.offset_ms, "
+                            "suspended_at = excluded.suspended_at", (item_id, offset_ms, at))
+            self.db.execute("INSERT INTO handled(item_id, outcome, at) VALUES (?, ?, ?) "
+                            "ON CONFLICT(item_id) DO UPDATE SET outcome = excluded.outcome, at = excluded.at",
+                            (item_id, SUSPENDED, at))
+        self._handled[item_id] = SUSPENDED
+
+    def resume_point(self, item_id: str) -> tuple[int, float] | None:
+        """(offset in ms, when it was cut) of a suspended item."""
+        if self._handled.get(item_id) != SUSPENDED:
+            return None
+        row = self.db.execute("SELECT offset_ms, suspended_at FROM resume WHERE item_id = ?", (item_id,)).fetchone()
+        return None if row is None else (int(row[0]), float(row[1]))
+
+    def clear_resume(self, item_id: str) -> None:
+        self.db.execute("DELETE FROM resume WHERE item_id = ?", (item_id,))

@@ -95,6 +95,8 @@ class Topics:
         return f"{ROOT}/group/{group_id}/cmd"
 
     SERVER_STATE = f"{ROOT}/server/state"
+    SERVER_CLOCK = f"{ROOT}/server/clock"
+    """Server time samples (QoS 0, never retained): agents estimate their clock offset from them."""
 
     # What the server subscribes to (one wildcard per agent-published leaf).
     SERVER_SUBSCRIPTIONS = (
@@ -119,8 +121,8 @@ def parse_topic(topic: str) -> ParsedTopic:
     if not topic.startswith(prefix):
         raise ProtocolError(f"topic {topic!r} is not under {ROOT}")
     parts = topic[len(prefix):].split("/")
-    if parts == ["server", "state"]:
-        return ParsedTopic("server", "", "state")
+    if parts in (["server", "state"], ["server", "clock"]):
+        return ParsedTopic("server", "", parts[1])
     if len(parts) >= 3 and parts[0] == "agent" and valid_agent_id(parts[1]):
         return ParsedTopic("agent", parts[1], "/".join(parts[2:]))
     if len(parts) >= 3 and parts[0] == "group" and valid_group_id(parts[1]):
@@ -212,7 +214,36 @@ def _priority(data: Mapping[str, Any], name: str = "priority") -> Priority:
         raise ProtocolError(f"field {name!r} must be one of normal, priority, emergency") from exc
 
 
+def _bool(data: Mapping[str, Any], name: str, default: bool = False) -> bool:
+    value = data.get(name)
+    if value is None:
+        return default
+    if not isinstance(value, bool):
+        raise ProtocolError(f"field {name!r} must be a boolean")
+    return value
+
+
+def _optional_number(data: Mapping[str, Any], name: str, *, integer: bool = False) -> Any:
+    value = data.get(name)
+    if value is None:
+        return None
+    kinds: tuple[type, ...] = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value != value:  # NaN != NaN
+        raise ProtocolError(f"field {name!r} must be {'an integer' if integer else 'a number'} or null")
+    return value
+
+
+def _faults(data: Mapping[str, Any]) -> tuple[str, ...]:
+    faults = _get(data, "faults", list, optional=True) or []
+    if len(faults) > 32 or not all(isinstance(f, str) and 0 < len(f) <= 200 for f in faults):
+        raise ProtocolError("faults must be a list of at most 32 short strings")
+    return tuple(faults)
+
+
 # --- Messages ---------------------------------------------------------------------------------------
+
+PreemptRule = Literal["skip", "resume"]
+PREEMPT_RULES: tuple[str, ...] = ("skip", "resume")
 
 @dataclass(frozen=True)
 class AudioRef:
@@ -251,21 +282,45 @@ class PlanItem:
     audio: AudioRef
     max_late_ms: int = 30_000
     """Started later than this after ``play_at`` the item is skipped (reported), not played late."""
+    on_preempt: PreemptRule = "skip"
+    """What the agent does with this item once a higher priority cut it: forget it, or continue it from
+    the position where it was cut as soon as nothing higher plays (the position survives a restart)."""
+    stop_at: datetime | None = None
+    """A hard end: the agent stops the item at this instant (reported ``trimmed``) and never starts or
+    resumes it at or after it."""
+    exercise: bool = False
+    """A drill: carried into the as-run events so the server can label them."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "broadcast_id": self.broadcast_id, "title": self.title,
-                "priority": self.priority.name.lower(), "play_at": format_time(self.play_at),
-                "audio": self.audio.to_dict(), "max_late_ms": self.max_late_ms}
+        data: dict[str, Any] = {
+            "id": self.id, "broadcast_id": self.broadcast_id, "title": self.title,
+            "priority": self.priority.name.lower(), "play_at": format_time(self.play_at),
+            "audio": self.audio.to_dict(), "max_late_ms": self.max_late_ms}
+        # Optional fields are left out at their defaults: older agents and stored plans stay byte-identical.
+        if self.on_preempt != "skip":
+            data["on_preempt"] = self.on_preempt
+        if self.stop_at is not None:
+            data["stop_at"] = format_time(self.stop_at)
+        if self.exercise:
+            data["exercise"] = True
+        return data
 
     @classmethod
     def from_dict(cls, data: object) -> PlanItem:
         if not isinstance(data, dict):
             raise ProtocolError("plan item must be an object")
+        on_preempt = _str(data, "on_preempt", max_len=8, optional=True) or "skip"
+        if on_preempt not in PREEMPT_RULES:
+            raise ProtocolError("on_preempt must be 'skip' or 'resume'")
+        stop_at = data.get("stop_at")
         return cls(id=_str(data, "id", max_len=128), broadcast_id=_int(data, "broadcast_id"),
                    title=_str(data, "title", max_len=300, optional=True),
                    priority=_priority(data), play_at=parse_time(data.get("play_at"), "play_at"),
                    audio=AudioRef.from_dict(data.get("audio")),
-                   max_late_ms=_int(data, "max_late_ms") if data.get("max_late_ms") is not None else 30_000)
+                   max_late_ms=_int(data, "max_late_ms") if data.get("max_late_ms") is not None else 30_000,
+                   on_preempt=on_preempt,  # type: ignore[arg-type]
+                   stop_at=parse_time(stop_at, "stop_at") if stop_at is not None else None,
+                   exercise=_bool(data, "exercise"))
 
 
 @dataclass(frozen=True)
@@ -343,6 +398,9 @@ class StateMessage:
     agent_version: str = ""
     plan_version: int = 0
     groups: tuple[str, ...] = ()
+    faults: tuple[str, ...] = ()
+    """What is wrong on the device right now (e.g. ``clock offset 812 ms``); the birth is republished
+    whenever the list changes, so the retained state always carries the current faults."""
     type: Literal["state"] = "state"
 
     def to_dict(self) -> dict[str, Any]:
@@ -350,7 +408,7 @@ class StateMessage:
                 "state": self.state, "session": self.session, "seq": self.seq,
                 "sent_at": format_time(self.sent_at) if self.sent_at else None,
                 "agent_version": self.agent_version, "plan_version": self.plan_version,
-                "groups": list(self.groups)}
+                "groups": list(self.groups), "faults": list(self.faults)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StateMessage:
@@ -362,7 +420,8 @@ class StateMessage:
                    session=_int(data, "session"), seq=_int(data, "seq", optional=True),
                    sent_at=parse_time(sent_at, "sent_at") if sent_at is not None else None,
                    agent_version=_str(data, "agent_version", max_len=64, optional=True),
-                   plan_version=_int(data, "plan_version", optional=True), groups=_groups(data))
+                   plan_version=_int(data, "plan_version", optional=True), groups=_groups(data),
+                   faults=_faults(data))
 
 
 @dataclass(frozen=True)
@@ -399,6 +458,19 @@ class Heartbeat:
     volume_percent: int = 0
     amplifier_on: bool = False
     clock_offset_ms: int | None = None
+    """Local clock minus server clock, estimated from ``server/clock`` samples (positive: the agent is
+    ahead); it includes the smallest one-way network delay seen. Null until samples arrived."""
+    agent_version: str = ""
+    cpu_temp_c: float | None = None
+    disk_free_bytes: int | None = None
+    disk_total_bytes: int | None = None
+    ntp_synced: bool | None = None
+    """What chrony or systemd-timesyncd says; null when neither can be asked."""
+    ntp_offset_ms: float | None = None
+    link_quality_percent: int | None = None
+    """Signal quality reported by a cellular modem (ModemManager); null without one."""
+    link_technology: str = ""
+    faults: tuple[str, ...] = ()
     type: Literal["heartbeat"] = "heartbeat"
 
     def to_dict(self) -> dict[str, Any]:
@@ -408,7 +480,11 @@ class Heartbeat:
                 "now_playing": self.now_playing.to_dict() if self.now_playing else None,
                 "cache_bytes": self.cache_bytes, "outbox_pending": self.outbox_pending,
                 "volume_percent": self.volume_percent, "amplifier_on": self.amplifier_on,
-                "clock_offset_ms": self.clock_offset_ms}
+                "clock_offset_ms": self.clock_offset_ms, "agent_version": self.agent_version,
+                "cpu_temp_c": self.cpu_temp_c, "disk_free_bytes": self.disk_free_bytes,
+                "disk_total_bytes": self.disk_total_bytes, "ntp_synced": self.ntp_synced,
+                "ntp_offset_ms": self.ntp_offset_ms, "link_quality_percent": self.link_quality_percent,
+                "link_technology": self.link_technology, "faults": list(self.faults)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Heartbeat:
@@ -426,11 +502,23 @@ class Heartbeat:
                    cache_bytes=_int(data, "cache_bytes", optional=True),
                    outbox_pending=_int(data, "outbox_pending", optional=True),
                    volume_percent=_int(data, "volume_percent", optional=True),
-                   amplifier_on=amplifier, clock_offset_ms=offset)
+                   amplifier_on=amplifier, clock_offset_ms=offset,
+                   agent_version=_str(data, "agent_version", max_len=64, optional=True),
+                   cpu_temp_c=_optional_number(data, "cpu_temp_c"),
+                   disk_free_bytes=_optional_number(data, "disk_free_bytes", integer=True),
+                   disk_total_bytes=_optional_number(data, "disk_total_bytes", integer=True),
+                   ntp_synced=data.get("ntp_synced") if data.get("ntp_synced") is None
+                   else _bool(data, "ntp_synced"),
+                   ntp_offset_ms=_optional_number(data, "ntp_offset_ms"),
+                   link_quality_percent=_optional_number(data, "link_quality_percent", integer=True),
+                   link_technology=_str(data, "link_technology", max_len=32, optional=True),
+                   faults=_faults(data))
 
 
-AsRunKind = Literal["started", "finished", "failed", "skipped", "preempted", "interrupted"]
-AS_RUN_KINDS: tuple[str, ...] = ("started", "finished", "failed", "skipped", "preempted", "interrupted")
+AsRunKind = Literal["started", "finished", "failed", "skipped", "preempted", "interrupted", "resumed", "trimmed",
+                    "cancelled", "fallback"]
+AS_RUN_KINDS: tuple[str, ...] = ("started", "finished", "failed", "skipped", "preempted", "interrupted", "resumed",
+                                 "trimmed", "cancelled", "fallback")
 
 
 @dataclass(frozen=True)
@@ -448,6 +536,10 @@ class AsRunEvent:
     session: int = 0
     seq: int = 0
     detail: str = ""
+    offset_ms: int = 0
+    """Position in the audio at this event: where a ``resumed`` play starts, where a cut stopped it."""
+    exercise: bool = False
+    """Copied from the plan item: this was a drill."""
     type: Literal["asrun"] = "asrun"
 
     def to_dict(self) -> dict[str, Any]:
@@ -455,7 +547,8 @@ class AsRunEvent:
                 "agent_id": self.agent_id, "item_id": self.item_id, "broadcast_id": self.broadcast_id,
                 "kind": self.kind, "at": format_time(self.at),
                 "scheduled_at": format_time(self.scheduled_at), "audio_sha256": self.audio_sha256,
-                "session": self.session, "seq": self.seq, "detail": self.detail}
+                "session": self.session, "seq": self.seq, "detail": self.detail,
+                "offset_ms": self.offset_ms, "exercise": self.exercise}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AsRunEvent:
@@ -468,7 +561,8 @@ class AsRunEvent:
                    at=parse_time(data.get("at"), "at"),
                    scheduled_at=parse_time(data.get("scheduled_at"), "scheduled_at"),
                    audio_sha256=_sha256(data, "audio_sha256"), session=_int(data, "session", optional=True),
-                   seq=_int(data, "seq", optional=True), detail=_str(data, "detail", max_len=1000, optional=True))
+                   seq=_int(data, "seq", optional=True), detail=_str(data, "detail", max_len=1000, optional=True),
+                   offset_ms=_int(data, "offset_ms", optional=True), exercise=_bool(data, "exercise"))
 
 
 @dataclass(frozen=True)
@@ -489,8 +583,8 @@ class EventAck:
         return cls(event_ids=tuple(ids))
 
 
-CommandName = Literal["play_now", "stop", "set_volume", "resync", "rebirth"]
-COMMAND_NAMES: tuple[str, ...] = ("play_now", "stop", "set_volume", "resync", "rebirth")
+CommandName = Literal["play_now", "stop", "set_volume", "resync", "rebirth", "amplifier", "reboot"]
+COMMAND_NAMES: tuple[str, ...] = ("play_now", "stop", "set_volume", "resync", "rebirth", "amplifier", "reboot")
 
 
 @dataclass(frozen=True)
@@ -565,12 +659,29 @@ class ServerState:
         return cls(state=state, session=_str(data, "session", max_len=64))  # type: ignore[arg-type]
 
 
+@dataclass(frozen=True)
+class ServerClock:
+    """The server's wall clock at publication; published every few seconds, QoS 0, never retained
+    (a retained or queued sample would be stale by the time it is read)."""
+
+    server_time: datetime
+    type: Literal["clock"] = "clock"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA_VERSION, "type": "clock", "server_time": format_time(self.server_time)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServerClock:
+        return cls(server_time=parse_time(data.get("server_time"), "server_time"))
+
+
 Message = (Plan | PlanAck | StateMessage | Heartbeat | AsRunEvent | EventAck | Command | CommandResult
-           | ServerState)
+           | ServerState | ServerClock)
 
 _DECODERS: dict[str, Any] = {
     "plan": Plan, "plan_ack": PlanAck, "state": StateMessage, "heartbeat": Heartbeat, "asrun": AsRunEvent,
     "event_ack": EventAck, "cmd": Command, "cmd_result": CommandResult, "server_state": ServerState,
+    "clock": ServerClock,
 }
 
 

@@ -26,9 +26,12 @@ class SimulatedAgent:
 
 def sim_config(agent: SimulatedAgent, *, root: Path, mqtt_url: str, heartbeat_s: float = 30.0) -> AgentConfig:
     state_dir = root / agent.agent_id
+    # No host probes (a thousand chronyc calls would measure the same clock) and a journal that survives a
+    # crash of the process but not a power cut: the simulated agents share one disk.
     return AgentConfig(agent_id=agent.agent_id, state_dir=state_dir, mqtt_url=mqtt_url,
                        mqtt_username=agent.agent_id, mqtt_password=agent.token, token=agent.token,
-                       player_backend="file", sink_path=state_dir / "sink.jsonl", heartbeat_s=heartbeat_s)
+                       player_backend="file", sink_path=state_dir / "sink.jsonl", heartbeat_s=heartbeat_s,
+                       probe_host=False, durable_journal=False)
 
 
 class Simulator:

@@ -8,11 +8,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from agents.cache import AudioCache
 from agents.core import Agent, AgentSettings
+from agents.errors import PlaybackError
 from agents.journal import Journal
 from agents.link import Will
 from agents.player import Prepared
@@ -64,21 +66,32 @@ class PlayRecord:
     started_at: float
     ended_at: float | None = None
     cancelled: bool = False
+    offset_ms: int = 0
+    sha256: str = ""
 
 
 class FakePlayer:
     def __init__(self, speed: float = 1.0) -> None:
         self.plays: list[PlayRecord] = []
         self.speed = speed
+        self.fail_items: set[str] = set()
+        """Item ids whose play raises PlaybackError (a broken stream, a dead sound card)."""
+        self.pruned: list[set[str]] = []
 
     async def prepare(self, path: Path, item: PlanItem) -> Prepared:
         return Prepared(item=item, path=path, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
 
-    async def play(self, prepared: Prepared) -> None:
-        record = PlayRecord(prepared.item.id, time.time())
+    def prune(self, keep: set[str]) -> None:
+        self.pruned.append(keep)
+
+    async def play(self, prepared: Prepared, offset_ms: int = 0) -> None:
+        record = PlayRecord(prepared.item.id, time.time(), offset_ms=offset_ms, sha256=prepared.sha256)
         self.plays.append(record)
+        if prepared.item.id in self.fail_items and prepared.sha256 == prepared.item.audio.sha256:
+            record.ended_at = time.time()
+            raise PlaybackError("sound card gone")
         try:
-            await asyncio.sleep(prepared.item.audio.duration_ms / 1000 / self.speed)
+            await asyncio.sleep((prepared.item.audio.duration_ms - offset_ms) / 1000 / self.speed)
         except asyncio.CancelledError:
             record.cancelled = True
             record.ended_at = time.time()
@@ -91,12 +104,13 @@ SHA = hashlib.sha256(AUDIO).hexdigest()
 
 
 def item(item_id: str, in_s: float, *, duration_ms: int = 300, priority: Priority = Priority.NORMAL,
-         max_late_ms: int = 30_000, data: bytes = AUDIO) -> PlanItem:
-    return PlanItem(id=item_id, broadcast_id=1, title=item_id, priority=priority,
+         max_late_ms: int = 30_000, data: bytes = AUDIO, broadcast_id: int = 1, **optional: Any) -> PlanItem:
+    """A plan item ``in_s`` seconds from now; ``optional``: on_preempt, stop_at, exercise."""
+    return PlanItem(id=item_id, broadcast_id=broadcast_id, title=item_id, priority=priority,
                     play_at=datetime.now(UTC) + timedelta(seconds=in_s),
                     audio=AudioRef(sha256=hashlib.sha256(data).hexdigest(), url="http://server/api/v1/audio/x",
                                    duration_ms=duration_ms, size_bytes=len(data)),
-                    max_late_ms=max_late_ms)
+                    max_late_ms=max_late_ms, **optional)
 
 
 def serve_audio(responses: dict[str, list[bytes]]) -> httpx.MockTransport:
@@ -126,17 +140,19 @@ class Harness:
 
 
 async def make_agent(tmp: Path, *, agent_id: str = "test-agent", transport: httpx.MockTransport | None = None,
-                     preload: bool = True) -> Harness:
+                     preload: bool = True, settings: AgentSettings | None = None, quota_bytes: int | None = None,
+                     **seams: Any) -> Harness:
+    """An agent on fake seams; ``seams`` go to `Agent` (amplifier, volume, ntp, modem, commands)."""
     journal = Journal(tmp / "journal.sqlite3")
     journal.start()
     http = httpx.AsyncClient(transport=transport or serve_audio({}))
-    cache = AudioCache(tmp / "cache", http, "t" * 32, attempts=2)
+    cache = AudioCache(tmp / "cache", http, "t" * 32, attempts=2, quota_bytes=quota_bytes, retry_base_s=0.05)
     cache.start()
     if preload:
         cache.path_for(SHA).write_bytes(AUDIO)
     link, player = FakeLink(), FakePlayer()
-    agent = Agent(AgentSettings(agent_id=agent_id, heartbeat_s=3600, outbox_resend_s=3600), link=link,
-                  player=player, cache=cache, journal=journal)
+    agent = Agent(settings or AgentSettings(agent_id=agent_id, heartbeat_s=3600, outbox_resend_s=3600), link=link,
+                  player=player, cache=cache, journal=journal, **seams)
     agent.before_connect()
     await agent.start()
     agent.on_connected()

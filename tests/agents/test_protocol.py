@@ -295,10 +295,11 @@ def test_envelope_rejects_missing_fields(name: str, path: tuple[str | int, ...])
 
 _OPTIONAL: dict[type, set[str]] = {
     Plan: {"groups"}, PlanAck: {"error", "missing"},
-    StateMessage: {"seq", "sent_at", "agent_version", "plan_version", "groups"},
+    StateMessage: {"seq", "sent_at", "agent_version", "plan_version", "groups", "faults"},
     Heartbeat: {"now_playing", "cache_bytes", "outbox_pending", "volume_percent", "amplifier_on",
-                "clock_offset_ms"},
-    AsRunEvent: {"session", "seq", "detail"}, EventAck: set(), Command: {"args"},
+                "clock_offset_ms", "agent_version", "cpu_temp_c", "disk_free_bytes", "disk_total_bytes",
+                "ntp_synced", "ntp_offset_ms", "link_quality_percent", "link_technology", "faults"},
+    AsRunEvent: {"session", "seq", "detail", "offset_ms", "exercise"}, EventAck: set(), Command: {"args"},
     CommandResult: {"data", "error"}, ServerState: set(),
 }
 
@@ -561,7 +562,7 @@ def test_command_play_now_carries_a_plan_item() -> None:
         COMMAND.play_item()
 
 
-@pytest.mark.parametrize("name", ["reboot", "PLAY_NOW", "", "play now"])
+@pytest.mark.parametrize("name", ["self_destruct", "PLAY_NOW", "", "play now"])
 def test_command_rejects_unknown_command_name(name: str) -> None:
     rejects(mutated(COMMAND, ("name",), name), "unknown command", repr(name))
 
