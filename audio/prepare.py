@@ -19,8 +19,9 @@ upload needs no more memory than a short one:
 2. **Render** (from the intermediate): trim, apply the computed gain,
    join lead-in / chime / jingles / tail, limit, encode MP3 once.  The
    ffmpeg ``tee`` muxer writes the MP3 to disk and, at the same time, to a
-   second ffmpeg that decodes it and measures loudness and true peak, so the
-   verification of the *encoded* file runs on another core instead of after.
+   second ffmpeg that decodes it and measures loudness and true peak
+   (`audio.loudness.encoded_check_filter`), so the verification of the
+   *encoded* file runs on another core instead of after.
 3. **Verify**: if the encoded file missed the target (a limiter working hard
    lowers the loudness; MP3 can add overs), pass 2 is repeated with a
    corrected gain or a lower limit (at most twice), then the file is moved
@@ -45,13 +46,15 @@ from pathlib import Path
 from typing import IO
 
 from audio.errors import TranscodeError
-from audio.ffmpeg import AudioSegment, ffmpeg_exe
+from audio.ffmpeg import AudioSegment, ffmpeg_exe, mp3_gapless_duration_ms
 from audio.loudness import (
+    CHECK_PEAK_MARGIN_DB,
     MAX_GAIN_DB,
     Compressor,
     Loudness,
     LoudnessTarget,
     compressor_filter,
+    encoded_check_filter,
     gain_filter,
     gain_for,
     limiter_filter,
@@ -59,6 +62,7 @@ from audio.loudness import (
     measure,
     measure_filter,
     parse_ebur128,
+    parse_encoded_check,
 )
 from audio.probe import InvalidAudio, probe
 
@@ -100,6 +104,12 @@ CHEAP_RERENDER_MS = 60 * 1000
 SHORT_AIM_LU = 0.3
 LONG_AIM_LU = 0.5
 _ANALYSE_SHARE = 0.25  # share of the progress bar for pass 1 (pass 2 encodes: the rest)
+# ffmpeg (6.1 and later) hands every packet and frame from thread to thread; with the WAV demuxer's
+# 4 KB packets and 1152-sample MP3 frames that overhead cost as much CPU as the filters themselves.
+# Large frames in the filter graphs (no padding: `p=0`) and 64 KB packets from Loa's own WAV streams
+# cut the CPU of each pass by a quarter to a third (docs/audio.md).
+_BATCH = "asetnsamples=n=16384:p=0"
+_WAV_INPUT = ("-f", "wav", "-max_size", "65536")  # only for WAV Loa wrote: other demuxers refuse the option
 
 
 @dataclass(frozen=True)
@@ -250,8 +260,8 @@ def _analyse(
 ) -> _Analysis:
     """Decode once into the intermediate; a second ffmpeg fed by a pipe analyses the same samples.
 
-    The decoder finds the silences and writes the WAV and a raw copy to its
-    stdout; the analyser (loudness, sample peak) reads that on another core
+    The decoder finds the silences and writes the WAV and a copy, as a WAV
+    stream, to its stdout; the analyser (loudness, sample peak) reads that on another core
     and reports progress, so the analysis adds little wall time.  `dynamics`
     (a compressor filter, or "") is applied after the silence detection, so the
     intermediate and the loudness measured are those of the compressed audio.
@@ -263,17 +273,17 @@ def _analyse(
     if dynamics:
         # Downmix first, then compress at the input's own rate (TTS engines speak at 16-24 kHz:
         # fewer samples for the costliest filter of this pass), then resample.
-        chain = f"aformat=sample_fmts=flt:channel_layouts=mono,{silence},{dynamics},{fmt}"
+        chain = f"{_BATCH},aformat=sample_fmts=flt:channel_layouts=mono,{silence},{dynamics},{fmt}"
     else:
-        chain = f"{fmt},{silence}"
+        chain = f"{_BATCH},{fmt},{silence}"
     decode_cmd = _ffmpeg_cmd(
         "-i", str(src), "-filter_complex", f"[0:a:0]{chain},asplit=2[file][pipe]",
         "-map", "[file]", "-c:a", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(intermediate),
-        "-map", "[pipe]", "-c:a", "pcm_f32le", "-f", "f32le", "pipe:1",
+        "-map", "[pipe]", "-c:a", "pcm_f32le", "-f", "wav", "pipe:1",
     )  # fmt: skip
     analyse_cmd = _ffmpeg_cmd(
-        "-f", "f32le", "-ar", str(_RATE), "-ac", str(_CHANNELS), "-i", "pipe:0",
-        "-af", measure_filter(peak="sample"), "-f", "null", "-progress", "pipe:1", "-",
+        *_WAV_INPUT, "-i", "pipe:0",
+        "-af", f"{_BATCH},{measure_filter(peak='sample')}", "-f", "null", "-progress", "pipe:1", "-",
     )  # fmt: skip
     decode_log, analyse_log = work / "decode.log", work / "analyse.log"
     procs: list[subprocess.Popen[bytes]] = []
@@ -347,11 +357,13 @@ def _render(
     `limit_db` None leaves the limiter out (the peaks are known to be well under it).
     """
     fmt = f"aformat=sample_fmts=flt:sample_rates={_RATE}:channel_layouts=mono"
-    inputs: list[str] = ["-i", str(intermediate)]
+    inputs: list[str] = [*_WAV_INPUT, "-i", str(intermediate)]
+    n_inputs = 1
     graph: list[str] = []
     labels: list[str] = []
 
     def add(piece: _Piece) -> None:
+        nonlocal n_inputs
         label = f"p{len(labels)}"
         if piece.path is None:
             frames = round(piece.silence_ms * _RATE / 1000)
@@ -360,8 +372,8 @@ def _render(
             graph.append(f"anullsrc=r={_RATE}:cl=mono,atrim=end_sample={frames},{fmt}[{label}]")
         else:
             inputs.extend(["-i", str(piece.path)])
-            index = len(inputs) // 2 - 1
-            graph.append(f"[{index}:a:0]{fmt},{gain_filter(piece.gain_db)}[{label}]")
+            graph.append(f"[{n_inputs}:a:0]{fmt},{gain_filter(piece.gain_db)}[{label}]")
+            n_inputs += 1
         labels.append(label)
 
     for piece in before:
@@ -369,7 +381,7 @@ def _render(
     content = f"c{len(labels)}"
     graph.append(
         f"[0:a:0]atrim=start_sample={analysis.start_frame}:end_sample={analysis.end_frame},"
-        f"asetpts=PTS-STARTPTS,{fmt},{gain_filter(content_gain_db)}[{content}]"
+        f"asetpts=PTS-STARTPTS,{_BATCH},{fmt},{gain_filter(content_gain_db)}[{content}]"
     )
     labels.append(content)
     for piece in after:
@@ -388,7 +400,7 @@ def _render(
         "-progress", f"pipe:{write_fd}",
         "-f", "tee", f"[f={_CODEC}:fflags=+bitexact]{_tee_escape(out)}|[f={_CODEC}]pipe:1",
     )  # fmt: skip
-    verify_cmd = _ffmpeg_cmd("-f", _CODEC, "-i", "pipe:0", "-af", measure_filter(peak="true"), "-f", "null", "-")
+    verify_cmd = _ffmpeg_cmd("-f", _CODEC, "-i", "pipe:0", "-af", encoded_check_filter(), "-f", "null", "-")
     encode_log, verify_log = work / "render.log", work / "verify.log"
     procs: list[subprocess.Popen[bytes]] = []
     with encode_log.open("wb") as elog, verify_log.open("wb") as vlog:
@@ -423,7 +435,7 @@ def _render(
         raise TranscodeError(f"encoding failed (ffmpeg exit {encode_rc}): {_tail(encode_log)}")
     if verify_rc == 0:
         with contextlib.suppress(TranscodeError):
-            return parse_ebur128(verify_log.read_text("utf-8", "replace"))
+            return parse_encoded_check(verify_log.read_text("utf-8", "replace"))
     log.warning("parallel loudness check failed (%s); measuring the file instead", _tail(verify_log, 2))
     return measure(out)
 
@@ -576,7 +588,7 @@ def _prepare(
             capped = gain >= MAX_GAIN_DB - 1e-6 and result.lufs < target.lufs
             aim = min(SHORT_AIM_LU if total_ms <= CHEAP_RERENDER_MS else LONG_AIM_LU, target.tolerance_lu)
             lufs_ok = silent or capped or abs(result.lufs - target.lufs) <= aim
-            peak_ok = result.true_peak_db <= target.true_peak_db
+            peak_ok = result.true_peak_db + CHECK_PEAK_MARGIN_DB <= target.true_peak_db
             log.debug(
                 "attempt %d: gain %.2f dB, limiter %s -> %s",
                 attempt, gain, f"{limit:.2f} dBFS" if use_limiter else "off", result,
@@ -602,22 +614,26 @@ def _prepare(
                 gain = min(gain + (target.lufs - result.lufs) / slope, MAX_GAIN_DB)
             if not peak_ok:
                 if use_limiter:
-                    limit -= result.true_peak_db - target.true_peak_db + 0.3
+                    limit -= result.true_peak_db + CHECK_PEAK_MARGIN_DB - target.true_peak_db + 0.3
                 force_limiter = True
         assert result is not None
         sha256, size = _install(out, dst)
-    final = probe(dst)
+    # Loa wrote this file itself: the format is known, and the LAME header it carries gives the
+    # exact playing time, so no probe is needed (it would cost another ffmpeg run).
+    duration = mp3_gapless_duration_ms(dst)
+    if duration is None:
+        duration = probe(dst).duration_ms
     bar.report(1.0)
     return PreparedAudio(
         path=dst,
         sha256=sha256,
         size_bytes=size,
-        duration_ms=final.duration_ms,
+        duration_ms=duration,
         lufs=result.lufs,
         true_peak_db=result.true_peak_db,
-        codec=final.codec,
-        sample_rate=final.sample_rate,
-        channels=final.channels,
+        codec=_CODEC,
+        sample_rate=_RATE,
+        channels=_CHANNELS,
     )
 
 

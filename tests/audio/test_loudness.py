@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from audio.errors import TranscodeError
+from audio.ffmpeg import ffmpeg_exe
 from audio.loudness import (
+    CHECK_PEAK_MARGIN_DB,
     MAX_GAIN_DB,
     SPEECH_COMPRESSOR,
     Compressor,
@@ -16,10 +19,12 @@ from audio.loudness import (
     LoudnessTarget,
     apply_filter,
     compressor_filter,
+    encoded_check_filter,
     gain_for,
     limiter_limit_db,
     measure,
     parse_ebur128,
+    parse_encoded_check,
 )
 from tests.audio.test_prepare import ffmpeg, make_audio
 
@@ -136,6 +141,65 @@ def test_parse_ebur128_summary() -> None:
     assert no_peak.lufs == -18.3 and math.isnan(no_peak.true_peak_db)
     with pytest.raises(TranscodeError):
         parse_ebur128("no summary here")
+
+
+def test_parse_encoded_check() -> None:
+    ebur128 = (
+        "[Parsed_ebur128_1 @ 0x1] Summary:\n\n  Integrated loudness:\n    I:         -16.1 LUFS\n"
+        "  Loudness range:\n    LRA:         3.2 LU\n"
+    )
+    astats = "[Parsed_astats_3 @ 0x2] Overall\n[Parsed_astats_3 @ 0x2] Peak level dB: -2.731904\n"
+    assert parse_encoded_check(astats + ebur128) == Loudness(lufs=-16.1, true_peak_db=-2.731904, lra=3.2)
+    silent = parse_encoded_check(ebur128.replace("-16.1", "-70.0") + astats.replace("-2.731904", "-inf"))
+    assert silent.is_silent and silent.true_peak_db == -math.inf
+    with pytest.raises(TranscodeError, match="no peak"):
+        parse_encoded_check(ebur128)
+
+
+def _check(path: Path) -> Loudness:
+    proc = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(path), "-af", encoded_check_filter(), "-f", "null", "-"],
+        capture_output=True, check=True,
+    )  # fmt: skip
+    return parse_encoded_check(proc.stderr.decode("utf-8", "replace"))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        # A sine at a quarter of the sample rate, sampled 45 degrees off its crests: every sample is
+        # 3 dB under the true peak, which a sample-peak reading would miss entirely.
+        "aevalsrc=0.7*sin(2*PI*8000*t+PI/4):s=32000:d=4",
+        "anoisesrc=c=white:a=0.9:r=32000:d=4:seed=1",  # dense overs up to the codec's cut-off
+        "aevalsrc=0.9*sgn(sin(2*PI*1000*t)):s=32000:d=4",  # a square wave: Gibbs overshoot
+        "aevalsrc=0.05*sin(2*PI*440*t)+0.9*lt(mod(t\\,0.5)\\,0.0005):s=32000:d=4",  # clicks
+    ],
+    ids=["sine-fs4", "white", "square", "clicks"],
+)
+def test_encoded_check_reads_true_peaks_like_measure(source: str, tmp_path: Path) -> None:
+    """The cheaper check of encoded files (4x oversampling) agrees with ebur128's 192 kHz true peak."""
+    mp3 = tmp_path / "check.mp3"
+    ffmpeg("-f", "lavfi", "-i", source, "-ac", "1", "-c:a", "libmp3lame", "-b:a", "64k", str(mp3))
+    reference, checked = measure(mp3), _check(mp3)
+    assert checked.lufs == reference.lufs
+    # ebur128 prints its peak to 0.1 dB: it may be up to 0.05 dB off in either direction.
+    assert abs(checked.true_peak_db - reference.true_peak_db) <= CHECK_PEAK_MARGIN_DB + 0.05, (checked, reference)
+
+
+def test_encoded_check_sees_inter_sample_peaks(tmp_path: Path) -> None:
+    mp3 = tmp_path / "fs4.mp3"
+    ffmpeg("-f", "lavfi", "-i", "aevalsrc=0.7*sin(2*PI*8000*t+PI/4):s=32000:d=4", "-c:a", "libmp3lame",
+           "-b:a", "64k", str(mp3))  # fmt: skip
+    sample_peak = parse_ebur128(
+        subprocess.run(
+            [ffmpeg_exe(), "-hide_banner", "-nostdin", "-i", str(mp3), "-af", "ebur128=framelog=verbose:peak=sample",
+             "-f", "null", "-"], capture_output=True, check=True,
+        ).stderr.decode()
+    ).true_peak_db  # fmt: skip
+    # The crests are at 20*log10(0.7) = -3.1 dBTP; the samples at -6.1 dBFS, plus the codec's noise.
+    true_peak = _check(mp3).true_peak_db
+    assert abs(true_peak - 20 * math.log10(0.7)) <= 0.3
+    assert true_peak >= sample_peak + 1.5
 
 
 def test_target_validation_and_tolerance() -> None:
