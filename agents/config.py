@@ -93,6 +93,8 @@ class AgentConfig:
     probe_host: bool = True
     """Ask chrony/timesyncd and ModemManager for telemetry (off in the simulator)."""
     durable_journal: bool = True
+    preroll_s: float = 0.25
+    """How long before an item's start its checks run (a simulator with many agents in one loop needs more)."""
 
 
 def load_config(path: Path) -> AgentConfig:

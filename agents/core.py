@@ -94,6 +94,8 @@ class AgentSettings:
     """First delay before audio that could not be fetched is tried again (doubling, with jitter)."""
     state_dir: Path | None = None
     """Where disk use is measured for the heartbeat."""
+    preroll_s: float = PREROLL_S
+    """The checks before a start run this long ahead; the output itself starts from a timer at play_at."""
 
 
 @dataclass
@@ -474,12 +476,12 @@ class Agent:
             if not await self._sleep_until(at - max(ARM_LEAD_S, warmup + 1.0)):
                 continue  # something changed; look again
             await self._arm(upcoming)
-            if not await self._sleep_until(at - max(warmup, PREROLL_S)):
+            if not await self._sleep_until(at - max(warmup, self.settings.preroll_s)):
                 continue
             if self._preempts(upcoming):
                 # Warm the amplifier so that the first syllable is not clipped, without delaying the start.
                 self.amplifier.switch_on()
-            if not await self._sleep_until(at - PREROLL_S):
+            if not await self._sleep_until(at - self.settings.preroll_s):
                 continue
             if self._running is None:
                 await self._start(upcoming, at=at)
@@ -550,24 +552,29 @@ class Agent:
         begun: asyncio.Future[bool] = loop.create_future()
 
         def go() -> None:
+            # Runs at the start instant, possibly beside thousands of other agents' timers (simulator):
+            # only take the instant here; creating the task and bookkeeping follow a loop turn later.
             if self._dirty and not self._still_wanted(run.item):
                 begun.set_result(False)
                 return
             run.started_at = self._clock.time()
-            run.task = asyncio.create_task(self._perform(run, prepared), name=f"play-{run.item.id}")
-            self._running = run
-            run.task.add_done_callback(lambda _t: self._settle(run))
             begun.set_result(True)
 
         delay = (at - self._clock.time()) if at is not None else 0.0
         if delay <= 0:
             go()
-            return begun.result()
-        timer = loop.call_at(loop.time() + delay, go)
-        try:
-            return await begun
-        finally:
-            timer.cancel()
+        else:
+            timer = loop.call_at(loop.time() + delay, go)
+            try:
+                await begun
+            finally:
+                timer.cancel()
+        if not begun.result():
+            return False
+        run.task = asyncio.create_task(self._perform(run, prepared), name=f"play-{run.item.id}")
+        self._running = run
+        run.task.add_done_callback(lambda _t: self._settle(run))
+        return True
 
     def _still_wanted(self, item: PlanItem) -> bool:
         """After a wait (warm-up, mixer), whether the item is still the one to start."""
@@ -591,7 +598,7 @@ class Agent:
         failure = "audio not available"
         if prepared is not None:
             try:
-                await self._player.play(prepared, run.offset_ms)
+                await self._player.play(prepared, run.offset_ms, started_at=run.started_at)
                 return
             except PlaybackError as exc:
                 failure = str(exc)[:400]

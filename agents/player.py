@@ -41,7 +41,9 @@ class Prepared:
 class Player(Protocol):
     async def prepare(self, path: Path, item: PlanItem) -> Prepared: ...
 
-    async def play(self, prepared: Prepared, offset_ms: int = 0) -> None: ...
+    async def play(self, prepared: Prepared, offset_ms: int = 0, *, started_at: float | None = None) -> None:
+        """``started_at``: the wall-clock instant the agent started the output (its timer fired)."""
+        ...
 
     def prune(self, keep: set[str]) -> None: ...
 
@@ -51,8 +53,9 @@ class FileSinkPlayer:
 
     Each line: ``event`` (start, end, stop), ``agent_id``, ``item_id``, ``broadcast_id``, ``sha256`` (of
     the bytes actually read from the cache), ``duration_ms``, ``offset_ms`` (where in the audio the play
-    started), ``scheduled_at`` and ``at`` (UTC, µs). The start instant is taken first and the line is
-    written one loop turn later, so that writing never delays another agent's start in the simulator.
+    started), ``scheduled_at`` and ``at`` (UTC, µs). The start instant is the one the agent core took when its
+    start timer fired; the line is written later, so that writing never delays another agent's start in
+    the simulator.
     """
 
     def __init__(self, sink_path: Path, agent_id: str, *, speed: float = 1.0) -> None:
@@ -64,8 +67,8 @@ class FileSinkPlayer:
         sha256 = await asyncio.to_thread(file_sha256, path)
         return Prepared(item=item, path=path, sha256=sha256)
 
-    async def play(self, prepared: Prepared, offset_ms: int = 0) -> None:
-        started = time.time()
+    async def play(self, prepared: Prepared, offset_ms: int = 0, *, started_at: float | None = None) -> None:
+        started = started_at if started_at is not None else time.time()
         remaining_s = max(0.0, (prepared.item.audio.duration_ms - offset_ms) / 1000 / self._speed)
         try:
             await asyncio.sleep(0)
@@ -141,7 +144,8 @@ class AlsaPlayer:
                    "-f", "wav", "-"]
         return decoder, [*self._play_command, "-D", self._device, "-"]
 
-    async def play(self, prepared: Prepared, offset_ms: int = 0) -> None:
+    async def play(self, prepared: Prepared, offset_ms: int = 0, *, started_at: float | None = None) -> None:
+        del started_at  # the sound card starts when aplay gets its first buffer, right after this call
         wav = prepared.detail
         if not isinstance(wav, Path):
             raise PlaybackError("item was not prepared by AlsaPlayer")

@@ -79,7 +79,8 @@ class AgentRuntime:
             agent_id=config.agent_id, heartbeat_s=config.heartbeat_s, outbox_resend_s=config.outbox_resend_s,
             groups=config.groups, fallback_file=config.fallback_file, allow_reboot=config.allow_reboot,
             reboot_command=config.reboot_command, ntp_fault_ms=config.ntp_fault_ms,
-            server_clock_fault_ms=config.server_clock_fault_ms, state_dir=config.state_dir)
+            server_clock_fault_ms=config.server_clock_fault_ms, state_dir=config.state_dir,
+            preroll_s=config.preroll_s)
         address = BrokerAddress.parse(config.mqtt_url, username=config.mqtt_username,
                                       password=config.mqtt_password,
                                       ca_file=str(config.mqtt_ca_file) if config.mqtt_ca_file else None)

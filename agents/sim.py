@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 
 from agents.config import AgentConfig
+from agents.core import PREROLL_S
 from agents.runtime import AgentRuntime
 
 log = logging.getLogger(__name__)
+
+PREROLL_PER_AGENT_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,10 @@ def sim_config(agent: SimulatedAgent, *, root: Path, mqtt_url: str, heartbeat_s:
 
 class Simulator:
     def __init__(self, configs: list[AgentConfig], *, ramp_per_s: float = 200.0) -> None:
-        self._configs = configs
+        # Every agent's pre-start checks share one event loop: give the whole fleet time to finish them
+        # before the common start instant (measured here: ~0.3 ms of loop time per agent under load).
+        preroll = PREROLL_S + PREROLL_PER_AGENT_S * len(configs)
+        self._configs = [replace(c, preroll_s=max(c.preroll_s, preroll)) for c in configs]
         self._ramp_per_s = ramp_per_s
         self.runtimes: list[AgentRuntime] = []
         self._http: httpx.AsyncClient | None = None

@@ -84,7 +84,7 @@ class FakePlayer:
     def prune(self, keep: set[str]) -> None:
         self.pruned.append(keep)
 
-    async def play(self, prepared: Prepared, offset_ms: int = 0) -> None:
+    async def play(self, prepared: Prepared, offset_ms: int = 0, *, started_at: float | None = None) -> None:
         record = PlayRecord(prepared.item.id, time.time(), offset_ms=offset_ms, sha256=prepared.sha256)
         self.plays.append(record)
         if prepared.item.id in self.fail_items and prepared.sha256 == prepared.item.audio.sha256:
