@@ -11,7 +11,7 @@ from fastapi.staticfiles import StaticFiles
 
 from server.api import announcements, areas, asrun, audio, auth, broadcasts, devices, inbox, lexicon, schedule, uploads
 from server.api import errors as api_errors
-from server.console import admin_routes
+from server.console import admin_routes, schedule_routes
 from server.console import routes as console_routes
 from server.runtime import Runtime
 from server.settings import Settings
@@ -43,5 +43,6 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
 
     admin_routes.install(app)  # users and reports (API and console), password-change redirect
     app.include_router(console_routes.router)
+    app.include_router(schedule_routes.router)  # scheduling pages: form, list and queue, inbox, emergency
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

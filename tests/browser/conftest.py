@@ -31,6 +31,16 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 SIM_AGENTS = 2
 
 
+class ReviewedSystem(System):
+    """The e2e system with broadcast review on (the approval queue is tested here) and a 96 h planning
+    horizon, so that a weekday 05:30 slot always has an occurrence in a dry run, whatever today is."""
+
+    def env(self) -> dict[str, str]:
+        env = super().env()
+        env.update({"LOA_BROADCAST_REVIEW": "true", "LOA_HORIZON_HOURS": "96"})
+        return env
+
+
 class Console:
     """The running system, its simulated clusters and the names the tests log in with."""
 
@@ -44,6 +54,8 @@ class Console:
         self.admin = f"admin-{suffix}"
         self.locked_user = f"khoa-{suffix}"
         self.changer = f"doimk-{suffix}"
+        self.province_editor = f"editor-p-{suffix}"
+        self.province = system.area("p")
         self.commune_a = system.area("a")
         self.commune_b = system.area("b")
         self.device_b = f"t{suffix}-b1"
@@ -71,7 +83,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     if not CHROMIUM.exists():
         pytest.fail("Chromium not found at /usr/bin/chromium: install the Debian package 'chromium' (.ci/run does)")
     root = tmp_path_factory.mktemp("browser")
-    system = System(root=root, broker_url=f"mqtt://127.0.0.1:{free_port()}", embedded=True,
+    system = ReviewedSystem(root=root, broker_url=f"mqtt://127.0.0.1:{free_port()}", embedded=True,
                     database_url=f"sqlite:///{root / 'loa.sqlite3'}")
     system.seed({"a": 0, "b": 1})
     db = Database(system.database_url)
@@ -82,6 +94,8 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
             for name in ("khoa", "doimk"):
                 create_user(session, username=f"{name}-{system.suffix}", password=PASSWORD, full_name=name.title(),
                             grants=[(Role.EDITOR, commune_a)])
+            create_user(session, username=f"editor-p-{system.suffix}", password=PASSWORD, full_name="Editor P",
+                        grants=[(Role.EDITOR, area_by_code(session, system.area("p")).id)])
     finally:
         db.stop()
     sim: subprocess.Popen[bytes] | None = None

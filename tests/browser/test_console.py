@@ -1,7 +1,7 @@
 """The console in a real browser: write and preview, approve, watch it play live, report, refusals, log-in rules.
 
-Not covered yet (being rebuilt): the emergency page and the scheduling form — the bulletin is scheduled
-through API v1 here.
+Here the bulletin is scheduled through API v1 (and approved by the approver); the scheduling pages are
+driven in the browser by test_scheduling.py.
 """
 
 from __future__ import annotations
@@ -60,9 +60,12 @@ def test_editor_writes_approver_approves_and_the_dashboard_shows_it_playing(cons
     editor.wait_for_selector('#live-status[data-state="on"]')
     with console.api(console.editor) as api:
         scheduled = api.post("/api/v1/broadcasts", json={
-            "announcement_id": announcement_id, "play_at": at_vn(datetime.now(UTC) + timedelta(seconds=6)),
+            "announcement_id": announcement_id, "play_at": at_vn(datetime.now(UTC) + timedelta(seconds=8)),
             "area_codes": [console.commune_a]})
         assert scheduled.status_code == 201, scheduled.text
+    with console.api(console.approver) as api:  # broadcast review is on in these tests
+        approved = api.post(f"/api/v1/broadcasts/{scheduled.json()['id']}/review", json={"approve": True})
+        assert approved.status_code == 200 and approved.json()["status"] == "approved", approved.text
     playing = editor.locator('#device-table tr[data-state="playing"]')
     playing.first.wait_for(timeout=30_000)
     assert editor.locator("#count-playing").inner_text() != "0"
