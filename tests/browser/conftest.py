@@ -78,7 +78,7 @@ def _wait_online(console: Console, timeout: float = 60) -> None:
     raise TimeoutError(f"simulated agents not online: {states}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     if not CHROMIUM.exists():
         pytest.fail("Chromium not found at /usr/bin/chromium: install the Debian package 'chromium' (.ci/run does)")
@@ -119,7 +119,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
         system.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(console: Console) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
