@@ -18,7 +18,8 @@ def device_public(device: Device, status: DeviceStatus | None, area: Area) -> De
                         now_playing=status.now_playing if status else None,
                         last_seen_at=status.last_seen_at if status else None,
                         plan_version_acked=status.plan_version_acked if status else 0,
-                        latitude=device.latitude, longitude=device.longitude)
+                        latitude=device.latitude, longitude=device.longitude,
+                        telemetry=status.heartbeat if status else None)
 
 
 @router.get("")

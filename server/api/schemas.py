@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -65,6 +65,8 @@ class DevicePublic(BaseModel):
     plan_version_acked: int
     latitude: float | None
     longitude: float | None
+    telemetry: dict[str, Any] | None = None
+    """The last heartbeat as the agent sent it: volume, amplifier, clock offset, disk, temperature, faults…"""
 
 
 class AnnouncementCreate(BaseModel):

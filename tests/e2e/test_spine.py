@@ -215,6 +215,24 @@ def test_loa_sim_registers_and_runs_simulated_agents(system: System) -> None:
     assert "3/3 simulated agents connected" in output, output
 
 
+def test_agents_report_their_clock_offset_against_the_server(system: System, editor: httpx.Client) -> None:
+    """The server publishes time samples; each agent's heartbeat carries its offset (one machine here:
+    the estimate is the local publish-to-receive delay, a few ms)."""
+    mine = {a.agent_id for a in system.agents if a.area == "a"}
+
+    def offsets() -> dict[str, int]:
+        devices = editor.get("/api/v1/devices").json()
+        found = {d["agent_id"]: (d["telemetry"] or {}).get("clock_offset_ms") for d in devices}
+        return {a: o for a, o in found.items() if a in mine and o is not None} if all(
+            found.get(a) is not None for a in mine) else {}
+
+    seen = wait_for(offsets, timeout=30)
+    assert set(seen) == mine, f"no clock offset reported by {sorted(mine - set(seen))}"
+    assert all(abs(o) < 200 for o in seen.values()), seen
+    telemetry = editor.get("/api/v1/devices").json()[0]["telemetry"]
+    assert telemetry["agent_version"] and "faults" in telemetry
+
+
 def test_as_run_is_complete_after_the_server_restarts(system: System, editor: httpx.Client) -> None:
     """A restart loses nothing: the as-run log and the schedules are still there."""
     before = editor.get("/api/v1/as-run", params={"limit": 1000}).json()
