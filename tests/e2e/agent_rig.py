@@ -223,15 +223,6 @@ def plan_payload(agent_id: str, version: int, *items: PlanItem, groups: tuple[st
     return encode(Plan(agent_id=agent_id, version=version, issued_at=datetime.now(UTC), items=items, groups=groups))
 
 
-def wait_for(predicate: Any, timeout: float, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    return predicate()
-
 
 def utc_in(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)

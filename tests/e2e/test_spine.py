@@ -19,7 +19,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from tests.conftest import free_port
-from tests.e2e.harness import System, at_vn, utcnow
+from tests.e2e.harness import System, at_vn, utcnow, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -58,15 +58,6 @@ def approver(system: System) -> Iterator[httpx.Client]:
     yield client
     client.close()
 
-
-def wait_for(predicate: Any, timeout: float, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = predicate()
-        if result:
-            return result
-        time.sleep(interval)
-    return predicate()
 
 
 def starts_of(system: System, broadcast_id: int) -> dict[str, dict[str, Any]]:
