@@ -73,6 +73,8 @@ RESUME_WINDOW_S = 3600.0
 rest of a routine bulletin stale)."""
 MISSING_RETRY_MAX_S = 600.0
 PREROLL_S = 0.25
+QUIET_BEFORE_START_S = 1.5
+"""Periodic work (heartbeats) is put off while a start is this close."""
 """Every check before a start (lateness, volume, amplifier) is done this long before ``play_at``; at
 ``play_at`` a timer only starts the output. An emergency arriving in this window waits for it to pass."""
 
@@ -763,6 +765,7 @@ class Agent:
         """Events not acknowledged are sent again; the server stores each event id once."""
         while True:
             await asyncio.sleep(self.settings.outbox_resend_s)
+            await self._keep_clear_of_starts()
             if self._link.connected:
                 self._flush_outbox()
 
@@ -808,10 +811,21 @@ class Agent:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.settings.heartbeat_s)
+            await self._keep_clear_of_starts()
             self.update_faults()
             if self._link.connected:
                 self._link.publish(Topics.heartbeat(self.settings.agent_id), encode(self.heartbeat()),
                                    qos=QOS_AT_MOST_ONCE)
+
+    async def _keep_clear_of_starts(self) -> None:
+        """Periodic work waits until just after a start that is due within the next moments: the start must
+        not share its instant with other work (one Pi core; thousands of agents on one loop in the
+        simulator)."""
+        now = self._clock.time()
+        soon = [t for t in (i.play_at.timestamp() for i in (self._plan.items if self._plan else ()))
+                if now - 0.05 <= t <= now + QUIET_BEFORE_START_S]
+        if soon:
+            await asyncio.sleep(max(soon) - now + 0.2)
 
     async def _probe_host(self) -> None:
         """Ask chrony/timesyncd and the modem, off the heartbeat path (they are subprocesses)."""

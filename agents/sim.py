@@ -6,6 +6,7 @@ Used by `loa sim`, the demo and the benchmarks, so load tests exercise the real 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -58,6 +59,10 @@ class Simulator:
             # Ramp connections: a broker's listen backlog (100 on Mosquitto) overflows otherwise.
             if self._ramp_per_s and (index + 1) % 50 == 0:
                 await asyncio.sleep(50 / self._ramp_per_s)
+        # Thousands of long-lived agents make every full garbage collection a pause of tens of ms on the
+        # shared loop; what exists now lives as long as the simulator, so take it out of collection.
+        gc.collect()
+        gc.freeze()
 
     async def wait_connected(self, timeout_s: float = 30.0) -> int:
         deadline = asyncio.get_running_loop().time() + timeout_s
