@@ -189,7 +189,7 @@ def delete_broadcast(db: Session, principal: Principal, broadcast_id: int) -> No
 
 
 def review_broadcast(db: Session, principal: Principal, broadcast_id: int, *, approve: bool, comment: str,
-                     now: datetime) -> Broadcast:
+                     now: datetime, lead: timedelta = timedelta(seconds=2)) -> Broadcast:
     broadcast = get_broadcast(db, principal, broadcast_id)
     tree = load_tree(db)
     areas = [AreaId(broadcast.area_id)] if broadcast.area_id is not None else []
@@ -205,6 +205,8 @@ def review_broadcast(db: Session, principal: Principal, broadcast_id: int, *, ap
     if approve and broadcast.timing != "recurring" and broadcast.repeat_every_min is None \
             and broadcast.play_at <= now and broadcast.timing != "now":
         raise Conflict("its time has passed; edit the time and submit it again")
+    if approve and broadcast.timing == "now":
+        broadcast.play_at = now + lead  # "now" means when it is approved, not when it was written
     broadcast.status = "approved" if approve else "rejected"
     broadcast.review_comment = comment.strip()
     broadcast.reviewed_by = principal.user_id

@@ -281,7 +281,7 @@ def post_submit(broadcast_id: int, db: DbSession, principal: CurrentPrincipal,
 def post_review(broadcast_id: int, body: ReviewIn, db: DbSession, principal: CurrentPrincipal,
                 runtime: RuntimeDep) -> BroadcastPublic:
     broadcast = review_broadcast(db, principal, broadcast_id, approve=body.approve, comment=body.comment,
-                                 now=runtime.now())
+                                 now=runtime.now(), lead=timedelta(seconds=runtime.settings.play_lead_s))
     db.commit()
     if broadcast.status == "approved":
         after_approval(runtime, db, broadcast)
