@@ -23,8 +23,8 @@ from tests.e2e.agent_rig import (
     plan_item,
     plan_payload,
     utc_in,
-    wait_for,
 )
+from tests.e2e.harness import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.mosquitto]
 
