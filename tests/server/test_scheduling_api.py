@@ -242,7 +242,7 @@ def test_with_second_person_rule_an_emergency_waits_for_an_approver(api: Api, co
         sent = api.post("/api/v1/broadcasts", "editor", {
             "announcement_id": content["id"], "priority": "emergency", "area_codes": ["c-a"], "confirm": "Xã A"})
         assert sent.status_code == 201 and sent.json()["status"] == "submitted"
-        time.sleep(2.5)  # longer than the lead: the approver takes a moment: "now" must then mean the approval, not the writing
+        time.sleep(2.5)  # longer than the lead: "now" must mean the approval, not the writing
         approved_at = datetime.now(UTC)
         approved = api.post(f"/api/v1/broadcasts/{sent.json()['id']}/review", "approver.a", {"approve": True})
         assert approved.json()["status"] == "approved"
