@@ -18,15 +18,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from agents.protocol import AudioRef, Plan, PlanItem, encode
-from schedules import AreaId, Device, DeviceAgentId, Occurrence, PlanCompiler, PlannedItem, ScheduleError
+from schedules import AreaId, DeviceAgentId, Occurrence, PlanCompiler, PlannedItem, ScheduleError
 from schedules.broadcasts import occurrences_between
 from schedules.targets import AreaTree
 from server.db import Database
-from server.directory import load_tree
 from server.errors import LoaError
 from server.models import AgentPlan, Broadcast
 from server.models import Device as DeviceRow
-from server.schedule_mapping import agents_of, holiday_calendar, spec_of
+from server.schedule_mapping import Fleet, agents_of, holiday_calendar, load_fleet, spec_of
 from server.settings import EqualPriority
 
 log = logging.getLogger(__name__)
@@ -45,13 +44,6 @@ class PublishedPlan:
     agent_id: str
     version: int
     payload: bytes
-
-
-@dataclass
-class _Fleet:
-    tree: AreaTree
-    devices: dict[DeviceAgentId, Device]
-    agent_by_device_id: dict[int, DeviceAgentId]
 
 
 class Planner:
@@ -74,7 +66,7 @@ class Planner:
         """Compile every device's plan from scratch; store and publish those whose content changed."""
         with self._lock, self._db.session() as db:
             now = self._now()
-            fleet = self._fleet(db)
+            fleet = load_fleet(db)
             compiler = PlanCompiler(now=now, horizon=self._horizon, equal_priority=self._equal_priority)
             for broadcast in self._airing(db, now):
                 compiler.set_broadcast(broadcast.id, self._occurrences(broadcast, fleet, now))
@@ -88,7 +80,7 @@ class Planner:
             return self.recompile()
         with self._lock, self._db.session() as db:
             now = self._now()
-            fleet = self._fleet(db)
+            fleet = load_fleet(db)
             compiler = self._compiler
             affected = set(compiler.advance(now))
             broadcast = db.get(Broadcast, broadcast_id)
@@ -118,13 +110,6 @@ class Planner:
     # --- internals --------------------------------------------------------------------------------
 
     @staticmethod
-    def _fleet(db: Session) -> _Fleet:
-        tree = load_tree(db)
-        rows = db.scalars(select(DeviceRow)).all()
-        return _Fleet(tree, {DeviceAgentId(d.agent_id): Device(DeviceAgentId(d.agent_id), AreaId(d.area_id))
-                             for d in rows}, {d.id: DeviceAgentId(d.agent_id) for d in rows})
-
-    @staticmethod
     def _is_airing(broadcast: Broadcast, now: datetime) -> bool:
         return broadcast.status == "approved" and broadcast.mode == "direct"
 
@@ -132,9 +117,9 @@ class Planner:
         return list(db.scalars(select(Broadcast).where(Broadcast.status == "approved",
                                                        Broadcast.mode == "direct")).all())
 
-    def _occurrences(self, broadcast: Broadcast, fleet: _Fleet, now: datetime) -> list[Occurrence]:
+    def _occurrences(self, broadcast: Broadcast, fleet: Fleet, now: datetime) -> list[Occurrence]:
         try:
-            spec = spec_of(broadcast, agents_of(broadcast, fleet.tree, fleet.devices, fleet.agent_by_device_id))
+            spec = spec_of(broadcast, agents_of(broadcast, fleet))
             if spec is None:
                 return []
             return occurrences_between(spec, now - LOOKBACK, now + self._horizon, holiday_calendar())
@@ -142,7 +127,7 @@ class Planner:
             log.error("broadcast %s cannot be expanded and is left out of plans: %s", broadcast.id, exc)
             return []
 
-    def _store(self, db: Session, fleet: _Fleet, compiler: PlanCompiler, agents: set[DeviceAgentId] | None,
+    def _store(self, db: Session, fleet: Fleet, compiler: PlanCompiler, agents: set[DeviceAgentId] | None,
                now: datetime) -> list[PublishedPlan]:
         stored = {p.device_id: p for p in db.scalars(select(AgentPlan)).all()}
         changed: list[PublishedPlan] = []

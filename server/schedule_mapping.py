@@ -10,13 +10,18 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from functools import cache
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from schedules import AreaId, AreaTree, AudioAsset, Device, DeviceAgentId, Priority, ScheduleError, resolve_targets
 from schedules.broadcasts import BroadcastSpec, ProgrammeItem, RepeatPolicy
 from schedules.calendars import HolidayCalendar, VietnamHolidays
 from schedules.timing import Once, Recurring, slot_starts
 from server.api.schemas import RepeatIn, TimingIn
+from server.directory import load_tree
 from server.errors import Invalid
 from server.models import Broadcast
+from server.models import Device as DeviceRow
 
 FIRST_SLOT_SEARCH = timedelta(days=400)
 """How far ahead a recurrence must air at least once to be accepted."""
@@ -117,9 +122,24 @@ def spec_of(broadcast: Broadcast, agents: frozenset[DeviceAgentId]) -> Broadcast
         exercise=broadcast.exercise)
 
 
-def agents_of(broadcast: Broadcast, tree: AreaTree, devices: Mapping[DeviceAgentId, Device],
-              agent_by_device_id: Mapping[int, DeviceAgentId]) -> frozenset[DeviceAgentId]:
+@dataclass(frozen=True)
+class Fleet:
+    """The area tree and every device, as target resolution needs them."""
+
+    tree: AreaTree
+    devices: Mapping[DeviceAgentId, Device]
+    agent_by_device_id: Mapping[int, DeviceAgentId]
+
+
+def load_fleet(db: Session) -> Fleet:
+    rows = db.scalars(select(DeviceRow)).all()
+    return Fleet(load_tree(db), {DeviceAgentId(d.agent_id): Device(DeviceAgentId(d.agent_id), AreaId(d.area_id))
+                                 for d in rows}, {d.id: DeviceAgentId(d.agent_id) for d in rows})
+
+
+def agents_of(broadcast: Broadcast, fleet: Fleet) -> frozenset[DeviceAgentId]:
+    tree = fleet.tree
     area_ids = [AreaId(t.area_id) for t in broadcast.targets if t.area_id is not None and AreaId(t.area_id) in tree]
-    agent_ids = [agent_by_device_id[t.device_id] for t in broadcast.targets
-                 if t.device_id is not None and t.device_id in agent_by_device_id]
-    return resolve_targets(tree, devices, area_ids, agent_ids)
+    agent_ids = [fleet.agent_by_device_id[t.device_id] for t in broadcast.targets
+                 if t.device_id is not None and t.device_id in fleet.agent_by_device_id]
+    return resolve_targets(tree, fleet.devices, area_ids, agent_ids)

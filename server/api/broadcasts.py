@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from agents.protocol import AudioRef, Command, PlanItem
-from schedules import AreaId, AreaTree, AudioAsset, Device, DeviceAgentId, Occurrence, Priority, dry_run
+from schedules import AreaId, AudioAsset, DeviceAgentId, Occurrence, Priority, dry_run
 from schedules.broadcasts import occurrences_between
 from server.api.deps import CurrentPrincipal, DbSession, RuntimeDep
 from server.api.schemas import (
@@ -56,7 +56,7 @@ from server.models import Device as DeviceRow
 from server.permissions import Principal
 from server.planner import LOOKBACK
 from server.runtime import Runtime
-from server.schedule_mapping import agents_of, holiday_calendar, spec_of
+from server.schedule_mapping import agents_of, holiday_calendar, load_fleet, spec_of
 
 router = APIRouter(prefix="/api/v1/broadcasts", tags=["broadcasts"])
 
@@ -118,12 +118,6 @@ def _asset(audio: AudioAssetRow) -> AudioAsset:
     return AudioAsset(audio.sha256, audio.duration_ms, audio.size_bytes)
 
 
-def _fleet(db: Session) -> tuple[AreaTree, dict[DeviceAgentId, Device], dict[int, DeviceAgentId]]:
-    rows = db.scalars(select(DeviceRow)).all()
-    return (load_tree(db), {DeviceAgentId(d.agent_id): Device(DeviceAgentId(d.agent_id), AreaId(d.area_id))
-                            for d in rows}, {d.id: DeviceAgentId(d.agent_id) for d in rows})
-
-
 def after_approval(runtime: Runtime, db: Session, broadcast: Broadcast) -> None:
     """What an approved broadcast sets off: a bulletin lands in inboxes, a direct one goes into plans."""
     if broadcast.mode == "bulletin":
@@ -139,7 +133,7 @@ def after_approval(runtime: Runtime, db: Session, broadcast: Broadcast) -> None:
 
 
 def _resolved_count(db: Session, broadcast: Broadcast) -> int:
-    return len(agents_of(broadcast, *_fleet(db)))
+    return len(agents_of(broadcast, load_fleet(db)))
 
 
 @router.post("", status_code=201)
@@ -223,13 +217,13 @@ def _transient(db: Session, principal: Principal, body: BroadcastCreate, runtime
 
 def _existing_occurrences(db: Session, agents: frozenset[DeviceAgentId], exclude: int | None,
                           window: tuple[datetime, datetime]) -> list[Occurrence]:
-    tree, devices, by_device = _fleet(db)
+    fleet = load_fleet(db)
     found: list[Occurrence] = []
     for broadcast in db.scalars(select(Broadcast).where(Broadcast.status == "approved",
                                                         Broadcast.mode == "direct")).all():
         if broadcast.id == exclude:
             continue
-        targets = agents_of(broadcast, tree, devices, by_device)
+        targets = agents_of(broadcast, fleet)
         if not targets & agents:
             continue
         spec = spec_of(broadcast, targets)
@@ -323,7 +317,7 @@ def post_cancel(broadcast_id: int, db: DbSession, principal: CurrentPrincipal, r
 def get_occurrences(broadcast_id: int, db: DbSession, principal: CurrentPrincipal, runtime: RuntimeDep,
                     days: int = Query(default=7, ge=1, le=60)) -> list[OccurrencePublic]:
     broadcast = get_broadcast(db, principal, broadcast_id)
-    agents = agents_of(broadcast, *_fleet(db))
+    agents = agents_of(broadcast, load_fleet(db))
     spec = spec_of(broadcast, agents)
     if spec is None:
         return []

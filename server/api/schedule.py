@@ -8,15 +8,14 @@ from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schedules import AreaId, Device, DeviceAgentId
+from schedules import AreaId
 from schedules.broadcasts import BroadcastSpec, occurrences_between
 from server.api.deps import CurrentPrincipal, DbSession, RuntimeDep
 from server.api.schemas import OccurrencePublic
 from server.directory import area_by_code, load_tree, require
 from server.models import Area, Broadcast
-from server.models import Device as DeviceRow
 from server.permissions import Action, Principal
-from server.schedule_mapping import agents_of, holiday_calendar, spec_of
+from server.schedule_mapping import agents_of, holiday_calendar, load_fleet, spec_of
 
 router = APIRouter(prefix="/api/v1/schedule", tags=["schedule"])
 
@@ -26,14 +25,13 @@ def area_specs(db: Session, principal: Principal, area_code: str) -> tuple[Area,
     area = area_by_code(db, area_code)
     tree = load_tree(db)
     require(principal, Action.VIEW, area, tree, f"you may not see the schedule of {area_code}")
-    rows = db.scalars(select(DeviceRow)).all()
-    devices = {DeviceAgentId(d.agent_id): Device(DeviceAgentId(d.agent_id), AreaId(d.area_id)) for d in rows}
-    by_id = {d.id: DeviceAgentId(d.agent_id) for d in rows}
-    local = frozenset(a for a, d in devices.items() if d.area_id in tree.subtree(AreaId(area.id)))
+    fleet = load_fleet(db)
+    subtree = tree.subtree(AreaId(area.id))
+    local = frozenset(a for a, d in fleet.devices.items() if d.area_id in subtree)
     specs: list[BroadcastSpec] = []
     for broadcast in db.scalars(select(Broadcast).where(Broadcast.status == "approved", Broadcast.mode == "direct")
                                 .order_by(Broadcast.id)).all():
-        reached = agents_of(broadcast, tree, devices, by_id) & local
+        reached = agents_of(broadcast, fleet) & local
         spec = spec_of(broadcast, reached) if reached else None
         if spec is not None:
             specs.append(spec)
