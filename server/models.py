@@ -327,3 +327,59 @@ class AsRunEntry(Base):
     audio_sha256: Mapped[str] = mapped_column(String(64))
     detail: Mapped[str] = mapped_column(Text, default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TelemetrySample(Base):
+    """A device's health at one instant, kept for the device page's charts (24 h / 7 d).
+
+    Heartbeats arrive every 30 s; the server keeps at most one sample per device per
+    ``telemetry_sample_s`` and deletes samples older than ``telemetry_retention_days``.
+    """
+
+    __tablename__ = "telemetry_samples"
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(primary_key=True)
+    online: Mapped[bool] = mapped_column(Boolean, default=True)
+    playing: Mapped[bool] = mapped_column(Boolean, default=False)
+    cpu_temp_c: Mapped[float | None] = mapped_column(default=None)
+    disk_used_percent: Mapped[float | None] = mapped_column(default=None)
+    cache_bytes: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    volume_percent: Mapped[int | None] = mapped_column(Integer, default=None)
+    amplifier_on: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    clock_offset_ms: Mapped[float | None] = mapped_column(default=None)
+    link_quality_percent: Mapped[int | None] = mapped_column(Integer, default=None)
+    outbox_pending: Mapped[int | None] = mapped_column(Integer, default=None)
+
+
+class Alert(Base):
+    """A condition on a device that needs a person: open while it holds, acknowledged by someone.
+
+    ``rule`` is a code (offline, play_failed, play_skipped, clock_offset, disk_full, amplifier_fault);
+    ``params`` holds the figures the message is built from, so the console can word it in its language.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_device_rule", "device_id", "rule"), Index("ix_alerts_opened", "opened_at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    rule: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16), default="warning")
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    opened_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    acknowledged_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), default=None)
+    ack_comment: Mapped[str] = mapped_column(String(500), default="")
+    notified_at: Mapped[datetime | None] = mapped_column(default=None)
+    notify_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    notify_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class AppSetting(Base):
+    """A setting changed in the console; it overrides the configuration file for that key."""
+
+    __tablename__ = "app_settings"
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)

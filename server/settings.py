@@ -70,6 +70,31 @@ class Settings(BaseSettings):
     """When two broadcasts of equal priority overlap on a device: play the later one after (queue) or
     refuse to save it (refuse)."""
 
+    telemetry_sample_s: int = Field(default=300, ge=30, le=3600)
+    """At most one stored telemetry sample per device per this many seconds (heartbeats come every 30 s)."""
+    telemetry_retention_days: int = Field(default=8, ge=1, le=400)
+    map_tile_url: str = ""
+    """Optional map tiles, e.g. https://tiles.example.vn/{z}/{x}/{y}.png; empty draws the map locally."""
+    alert_offline_minutes: int = Field(default=10, ge=1, le=24 * 60)
+    alert_clock_offset_ms: int = Field(default=50, ge=1, le=60_000)
+    alert_disk_percent: int = Field(default=90, ge=50, le=100)
+    alert_email_to: list[str] = Field(default_factory=list)
+    alert_webhook_url: str = ""
+    smtp_host: str = ""
+    """Empty: alerts are not e-mailed."""
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "loa@localhost"
+    smtp_starttls: bool = True
+
+    @field_validator("map_tile_url", "alert_webhook_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and urlparse(value).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
     @field_validator("broker_url")
     @classmethod
     def _broker_url(cls, value: str) -> str:

@@ -41,6 +41,7 @@ from server.api.devices import device_public
 from server.api.schemas import DevicePublic
 from server.broadcasts import list_broadcasts
 from server.categories import CATEGORIES
+from server.console.i18n import LANG_COOKIE, LANGUAGES, language_of, speaking, translate
 from server.content import get_announcement, list_announcements
 from server.directory import (
     ActiveSession,
@@ -105,6 +106,7 @@ def _iso(value: datetime | None) -> str:
 
 templates.env.filters["local_datetime"] = _local_datetime_filter
 templates.env.filters["iso"] = _iso
+templates.env.globals["_"] = translate
 
 
 def display_state(state: str, now_playing: str | None) -> str:
@@ -116,10 +118,13 @@ def display_state(state: str, now_playing: str | None) -> str:
 
 def _render(request: Request, name: str, context: dict[str, Any], runtime: Runtime,
             status_code: int = 200) -> HTMLResponse:
+    lang = language_of(request.cookies.get(LANG_COOKIE))
     base = {"timezone": runtime.settings.timezone or DEFAULT_TIMEZONE, "user": None, "csrf_token": "",
-            "page": name.removesuffix(".html")}
+            "page": name.removesuffix(".html"), "lang": lang, "languages": LANGUAGES,
+            "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
     base.update(context)
-    return templates.TemplateResponse(request, name, base, status_code=status_code, headers=PAGE_HEADERS)
+    with speaking(lang):  # TemplateResponse renders at once, inside this block
+        return templates.TemplateResponse(request, name, base, status_code=status_code, headers=PAGE_HEADERS)
 
 
 # --- sessions ----------------------------------------------------------------------------------------
@@ -179,6 +184,16 @@ def _set_session_cookie(response: Response, runtime: Runtime, token: str) -> Non
 @router.get("/")
 def index() -> RedirectResponse:
     return RedirectResponse(DEFAULT_NEXT, status_code=303)
+
+
+@router.get("/console/lang/{code}", response_model=None)
+def set_language(code: str, next: Annotated[str | None, Query(max_length=2000)] = None) -> Response:
+    """Remember the console language in a cookie (a preference, not a credential) and go back."""
+    if code not in LANGUAGES:
+        raise NotFound(f"unknown language {code!r}; known: {', '.join(LANGUAGES)}")
+    response = RedirectResponse(safe_next(next), status_code=303)
+    response.set_cookie(LANG_COOKIE, code, max_age=365 * 24 * 3600, samesite="lax", httponly=True)
+    return response
 
 
 @router.get("/login", response_model=None)
