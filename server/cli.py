@@ -192,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="run a benchmark from bench/ (arguments go to it)")
     bench.add_argument("name", nargs="?", default="fanout",
-                       choices=("fanout", "audio_prepare", "tts_letter", "schedule_compile", "agent_start"))
+                       choices=("fanout", "audio_prepare", "tts_letter", "schedule_compile", "agent_start",
+                                "intelligibility"))
     bench.add_argument("bench_args", nargs=argparse.REMAINDER)
     bench.set_defaults(func=cmd_bench)
 
