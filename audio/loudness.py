@@ -31,6 +31,7 @@ from audio.ffmpeg import ffmpeg_exe
 __all__ = [
     "LIMITER_MARGIN_DB",
     "MAX_GAIN_DB",
+    "MP3_PEAK_ALLOWANCE_DB",
     "SILENCE_LUFS",
     "SPEECH_COMPRESSOR",
     "Compressor",
@@ -52,9 +53,16 @@ __all__ = [
 MAX_GAIN_DB = 30.0
 # ebur128's absolute gate: anything at or below this is silence as far as loudness goes.
 SILENCE_LUFS = -70.0
-# The limiter works on samples at 32 kHz; MP3 encoding and inter-sample peaks add
-# up to about a decibel on hot material, so it is set this far below the ceiling.
-LIMITER_MARGIN_DB = 1.0
+# The limiter works on samples at 32 kHz; MP3 encoding and inter-sample peaks add up to about a
+# decibel and a half (a square wave's overshoot), so it is set this far below the ceiling: the limited
+# signal's true peak plus `MP3_PEAK_ALLOWANCE_DB` then clears the ceiling without decoding the MP3
+# (audio.prepare, docs/audio.md). Until 2026-11-27 this was 1.0 and every encoded file was decoded.
+LIMITER_MARGIN_DB = 2.0
+# What MP3 at 64 kbit/s (mono 32 kHz, LAME level 7) was measured to add to the true peak of the signal
+# it encodes: -0.5 ... +1.2 dB over pink/white/brown noise, tones up to 15 kHz, a square wave, clicks
+# and speech, limited or not. A true peak measured before the encoder plus this is taken as a bound
+# for the encoded file; when that bound does not clear the ceiling the MP3 itself is decoded and measured.
+MP3_PEAK_ALLOWANCE_DB = 1.5
 MEASURE_TIMEOUT_S = 900.0
 # The check of an encoded file oversamples 4x (32 kHz -> 128 kHz, ffmpeg's default resampler)
 # instead of ebur128's 192 kHz in double precision: the same peaks within ebur128's 0.1 dB

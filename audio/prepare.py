@@ -18,15 +18,17 @@ upload needs no more memory than a short one:
    needs about 0.9 GB of temporary disk and no memory).
 2. **Render** (from the intermediate): trim, apply the computed gain,
    join lead-in / chime / jingles / tail, limit, encode MP3 once.  The
-   ffmpeg ``tee`` muxer writes the MP3 to disk and, at the same time, to a
-   second ffmpeg that decodes it and measures loudness and true peak
-   (`audio.loudness.encoded_check_filter`), so the verification of the
-   *encoded* file runs on another core instead of after.
-3. **Verify**: if the encoded file missed the target (a limiter working hard
-   lowers the loudness; MP3 can add overs), pass 2 is repeated with a
-   corrected gain or a lower limit (at most twice), then the file is moved
-   into place atomically.  The first pass already aims `ENCODER_LOSS_LU`
-   high for what MP3 takes off, so one encode is the rule.
+   limiter's output is split (``asplit``) and piped, as a float WAV, to a
+   second ffmpeg that measures loudness and true peak
+   (`audio.loudness.encoded_check_filter`) on another core.
+3. **Verify**: the encoded file's loudness is that measurement less
+   `ENCODER_LOSS_LU`, its true peak at most that measurement plus
+   `audio.loudness.MP3_PEAK_ALLOWANCE_DB`; the MP3 gets a decode-free sanity
+   check (LAME header length, size) and is decoded and measured only when the
+   peak bound does not clear the ceiling.  If the result missed the target,
+   pass 2 is repeated with a corrected gain or a lower limit (at most twice),
+   then the file is moved into place atomically.  The first pass already aims
+   `ENCODER_LOSS_LU` high for what MP3 takes off, so one encode is the rule.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from audio.ffmpeg import AudioSegment, ffmpeg_exe, mp3_gapless_duration_ms
 from audio.loudness import (
     CHECK_PEAK_MARGIN_DB,
     MAX_GAIN_DB,
+    MP3_PEAK_ALLOWANCE_DB,
     Compressor,
     Loudness,
     LoudnessTarget,
@@ -79,6 +82,7 @@ _ENCODER = "libmp3lame"
 _RATE = 32000
 _CHANNELS = 1
 _BITRATE = "64k"
+_BITRATE_BPS = 64000
 # LAME's algorithm quality (0 best/slowest .. 9 fastest). 7 turns off the slowest psychoacoustic
 # search and roughly halves encoding time; at 64 kbit/s mono 32 kHz it measured no worse than the
 # default (3) against the source waveform, see docs/audio.md.
@@ -335,9 +339,50 @@ class _Piece:
     peak_db: float = -math.inf  # true peak before the gain
 
 
-def _tee_escape(path: Path) -> str:
-    # Special characters of the tee muxer's slave list, escaped per ffmpeg's quoting rules.
-    return re.sub(r"([\\|\[\]:'])", r"\\\1", str(path))
+@dataclass(frozen=True)
+class _RenderResult:
+    """What a render pass measured: figures for the encoded file, and whether the MP3 itself was decoded."""
+
+    loudness: Loudness  # lufs and true_peak_db of the encoded file (an estimate and a bound, see below)
+    pre_encode: Loudness | None  # the limiter's output as measured beside the encoder (None: not measured)
+    decoded: bool  # True when the figures were measured by decoding the MP3
+
+
+def _encoded_estimate(pre: Loudness) -> Loudness:
+    """The encoded file's loudness and a bound on its true peak, from the signal the encoder was fed.
+
+    MP3 at 64 kbit/s took 0.3-0.5 LU off every signal measured (`ENCODER_LOSS_LU` is the middle) and
+    changed the true peak by -0.5 ... +1.2 dB (`MP3_PEAK_ALLOWANCE_DB` is the bound used).
+    """
+    if pre.is_silent:
+        return pre
+    return Loudness(lufs=pre.lufs - ENCODER_LOSS_LU, true_peak_db=pre.true_peak_db + MP3_PEAK_ALLOWANCE_DB, lra=pre.lra)
+
+
+def _check_encoded(path: Path, total_ms: int) -> Loudness:
+    """Decode the MP3 and measure it (loudness, 4x oversampled true peak): the full check."""
+    cmd = _ffmpeg_cmd("-f", _CODEC, "-i", str(path), "-af", encoded_check_filter(), "-f", "null", "-")
+    try:
+        proc = subprocess.run(
+            cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=_timeout_for(total_ms), check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise TranscodeError("the check of the encoded file took too long") from exc
+    text = proc.stderr.decode("utf-8", "replace")
+    if proc.returncode == 0:
+        with contextlib.suppress(TranscodeError):
+            return parse_encoded_check(text)
+    log.warning("check of the encoded file failed; measuring it with ebur128 instead")
+    return measure(path)
+
+
+def _sane_encoding(path: Path, total_ms: int) -> bool:
+    """Cheap sanity check of the encoded file without decoding it: LAME header, length and size."""
+    duration = mp3_gapless_duration_ms(path)
+    if duration is None or abs(duration - total_ms) > 50:
+        return False
+    expected = total_ms / 1000 * _BITRATE_BPS / 8
+    return abs(path.stat().st_size - expected) <= 0.02 * expected + 4096
 
 
 def _render(
@@ -351,9 +396,15 @@ def _render(
     work: Path,
     total_ms: int,
     on_time: Callable[[int], None],
-) -> Loudness:
-    """Encode once, measuring the encoded stream in a parallel ffmpeg; return its loudness.
+    ceiling_db: float,
+) -> _RenderResult:
+    """Encode once; the limiter's output is measured by a parallel ffmpeg fed through a pipe.
 
+    The encoder's filter graph ends in ``asplit``: one branch goes to LAME, the other, as a float WAV
+    stream, to a second ffmpeg on the other core that measures loudness and the 4x oversampled true
+    peak of exactly what LAME was given.  The encoded file's figures are derived from that
+    (`_encoded_estimate`); the MP3 is decoded and measured only when the derived peak bound does not
+    clear `ceiling_db` by `CHECK_PEAK_MARGIN_DB`, or when the cheap sanity check of the file fails.
     `limit_db` None leaves the limiter out (the peaks are known to be well under it).
     """
     fmt = f"aformat=sample_fmts=flt:sample_rates={_RATE}:channel_layouts=mono"
@@ -388,22 +439,21 @@ def _render(
         add(piece)
     joined = "".join(f"[{label}]" for label in labels)
     limiter = "" if limit_db is None else f",{limiter_filter(limit_db)}"
-    graph.append(f"{joined}concat=n={len(labels)}:v=0:a=1{limiter}[out]")
+    graph.append(f"{joined}concat=n={len(labels)}:v=0:a=1{limiter},asplit=2[out][pcm]")
 
     read_fd, write_fd = os.pipe()
     encode_cmd = _ffmpeg_cmd(
-        *inputs, "-filter_complex", ";".join(graph), "-map", "[out]",
-        "-c:a", _ENCODER, "-b:a", _BITRATE, "-compression_level", _COMPRESSION_LEVEL,
+        *inputs, "-filter_complex", ";".join(graph), "-progress", f"pipe:{write_fd}",
+        "-map", "[out]", "-c:a", _ENCODER, "-b:a", _BITRATE, "-compression_level", _COMPRESSION_LEVEL,
         "-ar", str(_RATE), "-ac", str(_CHANNELS),
         # No version strings or tags: the same input gives the same bytes (the store is content-addressed).
-        "-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1",
-        "-progress", f"pipe:{write_fd}",
-        "-f", "tee", f"[f={_CODEC}:fflags=+bitexact]{_tee_escape(out)}|[f={_CODEC}]pipe:1",
+        "-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1", "-f", _CODEC, str(out),
+        "-map", "[pcm]", "-c:a", "pcm_f32le", "-f", "wav", "pipe:1",
     )  # fmt: skip
-    verify_cmd = _ffmpeg_cmd("-f", _CODEC, "-i", "pipe:0", "-af", encoded_check_filter(), "-f", "null", "-")
-    encode_log, verify_log = work / "render.log", work / "verify.log"
+    measure_cmd = _ffmpeg_cmd(*_WAV_INPUT, "-i", "pipe:0", "-af", encoded_check_filter(), "-f", "null", "-")
+    encode_log, measure_log = work / "render.log", work / "measure.log"
     procs: list[subprocess.Popen[bytes]] = []
-    with encode_log.open("wb") as elog, verify_log.open("wb") as vlog:
+    with encode_log.open("wb") as elog, measure_log.open("wb") as mlog:
         try:
             encoder = subprocess.Popen(
                 encode_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=elog, pass_fds=(write_fd,)
@@ -412,17 +462,17 @@ def _render(
             os.close(write_fd)
         procs.append(encoder)
         try:
-            verifier = subprocess.Popen(verify_cmd, stdin=encoder.stdout, stdout=subprocess.DEVNULL, stderr=vlog)
-            procs.append(verifier)
+            measurer = subprocess.Popen(measure_cmd, stdin=encoder.stdout, stdout=subprocess.DEVNULL, stderr=mlog)
+            procs.append(measurer)
             assert encoder.stdout is not None
-            encoder.stdout.close()  # the verifier holds it now
+            encoder.stdout.close()  # the measurer holds it now
             timer = threading.Timer(_timeout_for(total_ms), _kill_all, [procs])
             timer.start()
             try:
                 with os.fdopen(read_fd, "rb") as progress_stream:
                     read_fd = -1
                     _pump_progress(progress_stream, on_time)
-                encode_rc, verify_rc = encoder.wait(), verifier.wait()
+                encode_rc, measure_rc = encoder.wait(), measurer.wait()
             finally:
                 timer.cancel()
         finally:
@@ -433,11 +483,19 @@ def _render(
                 p.wait()
     if encode_rc != 0:
         raise TranscodeError(f"encoding failed (ffmpeg exit {encode_rc}): {_tail(encode_log)}")
-    if verify_rc == 0:
+    pre: Loudness | None = None
+    if measure_rc == 0:
         with contextlib.suppress(TranscodeError):
-            return parse_encoded_check(verify_log.read_text("utf-8", "replace"))
-    log.warning("parallel loudness check failed (%s); measuring the file instead", _tail(verify_log, 2))
-    return measure(out)
+            pre = parse_encoded_check(measure_log.read_text("utf-8", "replace"))
+    if pre is None:
+        log.warning("measurement beside the encoder failed (%s); decoding the file instead", _tail(measure_log, 2))
+    elif not _sane_encoding(out, total_ms):
+        log.warning("encoded file failed its sanity check (length or size); decoding it")
+    else:
+        estimate = _encoded_estimate(pre)
+        if not estimate.true_peak_db + CHECK_PEAK_MARGIN_DB > ceiling_db:  # -inf and in range: no decode
+            return _RenderResult(loudness=estimate, pre_encode=pre, decoded=False)
+    return _RenderResult(loudness=_check_encoded(out, total_ms), pre_encode=pre, decoded=True)
 
 
 def _piece_for(path: Path, target: LoudnessTarget) -> _Piece:
@@ -580,18 +638,19 @@ def _prepare(
         result: Loudness | None = None
         for attempt in range(1, MAX_ATTEMPTS + 1):
             use_limiter = force_limiter or _needs_limiter(analysis, gain, before + after, limit)
-            result = _render(
+            rendered = _render(
                 intermediate, analysis, gain, before, after, limit if use_limiter else None, out, work, total_ms,
-                bar.stage(_ANALYSE_SHARE, 0.97, total_ms),
+                bar.stage(_ANALYSE_SHARE, 0.97, total_ms), target.true_peak_db,
             )  # fmt: skip
+            result = rendered.loudness
             silent = analysis.loudness.is_silent or result.is_silent
             capped = gain >= MAX_GAIN_DB - 1e-6 and result.lufs < target.lufs
             aim = min(SHORT_AIM_LU if total_ms <= CHEAP_RERENDER_MS else LONG_AIM_LU, target.tolerance_lu)
             lufs_ok = silent or capped or abs(result.lufs - target.lufs) <= aim
             peak_ok = result.true_peak_db + CHECK_PEAK_MARGIN_DB <= target.true_peak_db
             log.debug(
-                "attempt %d: gain %.2f dB, limiter %s -> %s",
-                attempt, gain, f"{limit:.2f} dBFS" if use_limiter else "off", result,
+                "attempt %d: gain %.2f dB, limiter %s -> %s (MP3 decoded: %s)",
+                attempt, gain, f"{limit:.2f} dBFS" if use_limiter else "off", result, rendered.decoded,
             )  # fmt: skip
             if lufs_ok and peak_ok:
                 break
