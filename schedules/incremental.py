@@ -56,6 +56,10 @@ class PlanCompiler:
     def now(self) -> datetime:
         return self._now
 
+    @property
+    def equal_priority(self) -> EqualPriority:
+        return self._equal_priority
+
     def set_broadcast(self, broadcast_id: int, occurrences: Iterable[Occurrence]) -> frozenset[DeviceAgentId]:
         """Replace the broadcast's occurrences; returns the agents whose timeline changed."""
         return self.set_broadcasts({broadcast_id: occurrences})

@@ -9,9 +9,10 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from server.api import alerts as alerts_api
 from server.api import announcements, areas, asrun, audio, auth, broadcasts, devices, inbox, lexicon, schedule, uploads
 from server.api import errors as api_errors
-from server.console import admin_routes, schedule_routes
+from server.console import admin_routes, alert_routes, schedule_routes
 from server.console import routes as console_routes
 from server.runtime import Runtime
 from server.settings import Settings
@@ -44,5 +45,7 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None) -> FastAPI
     admin_routes.install(app)  # users and reports (API and console), password-change redirect
     app.include_router(console_routes.router)
     app.include_router(schedule_routes.router)  # scheduling pages: form, list and queue, inbox, emergency
+    app.include_router(alerts_api.router)
+    app.include_router(alert_routes.router)  # the alerts page
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

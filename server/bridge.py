@@ -44,8 +44,12 @@ from server.db import Database
 from server.live import LiveBus
 from server.models import AsRunEntry, Broadcast, Device, DeviceStatus
 from server.planner import PublishedPlan
+from server.telemetry import TelemetryRecorder
 
 log = logging.getLogger(__name__)
+
+MAX_COMMAND_RESULTS = 10_000
+"""Command results kept in memory for the console to read back (oldest dropped first)."""
 
 
 @dataclass
@@ -62,8 +66,10 @@ class BridgeStats:
 class MqttBridge:
     def __init__(self, *, db: Database, address: BrokerAddress, server_id: str, live: LiveBus,
                  now: Callable[[], datetime], current_plans: Callable[[], list[PublishedPlan]],
-                 heartbeat_timeout: timedelta = timedelta(seconds=95)) -> None:
+                 heartbeat_timeout: timedelta = timedelta(seconds=95),
+                 telemetry: TelemetryRecorder | None = None) -> None:
         self._db = db
+        self.telemetry = telemetry or TelemetryRecorder(300)
         self._address = address
         self._server_id = server_id
         self._live = live
@@ -198,6 +204,7 @@ class MqttBridge:
                     self.stats.rejected += 1
                     self.stats.last_rejection = f"{topic}: {exc}"
                     log.warning("rejected message on %s: %s", topic, exc)
+            self.telemetry.flush(db)
         for agent_id, ids in acks.items():
             self._publish(Topics.event_ack(agent_id), encode(EventAck(event_ids=tuple(ids))))
         for agent_id in rebirths:
@@ -245,6 +252,7 @@ class MqttBridge:
             if message.session >= current.session:
                 status.heartbeat = message.to_dict()
                 status.now_playing = message.now_playing.item_id if message.now_playing else None
+                self.telemetry.heartbeat(device.id, message, now)
         elif parsed.leaf == "event" and isinstance(message, AsRunEvent):
             decision = presence.on_message(current, message.session, message.seq, now)
             self._store_event(db, device, message, status, updates)
@@ -257,7 +265,10 @@ class MqttBridge:
                             "status": message.status})
         elif parsed.leaf == "cmd/result" and isinstance(message, CommandResult):
             decision = presence.Decision(current)
-            self.stats.command_results[message.id] = message
+            results = self.stats.command_results
+            results[message.id] = message
+            while len(results) > MAX_COMMAND_RESULTS:
+                results.pop(next(iter(results)))
             updates.append({"type": "cmd_result", "agent_id": device.agent_id, "id": message.id,
                             "status": message.status, "error": message.error})
         else:
@@ -269,11 +280,14 @@ class MqttBridge:
             status.changed_at = now
             if new.state == "offline":
                 status.now_playing = None
+                self.telemetry.offline(device.id, now)
         if decision.request_rebirth:
             rebirths.append(device.agent_id)
         if decision.changed or parsed.leaf in ("heartbeat", "event"):
+            faults = (status.heartbeat or {}).get("faults") or []
             updates.append({"type": "device", "agent_id": device.agent_id, "state": status.state,
                             "now_playing": status.now_playing, "session": status.session,
+                            "faults": [str(f) for f in faults] if status.state != "offline" else [],
                             "last_seen_at": status.last_seen_at.isoformat() if status.last_seen_at else None})
 
     def _store_event(self, db: Session, device: Device, event: AsRunEvent, status: DeviceStatus,
@@ -312,6 +326,8 @@ class MqttBridge:
                 if decision.changed:
                     status.state, status.changed_at, status.now_playing = "offline", now, None
                     changed.append(device.agent_id)
+                    self.telemetry.offline(device.id, now)
+            self.telemetry.flush(db)
         for agent_id in changed:
             self._live.publish({"type": "device", "agent_id": agent_id, "state": "offline", "now_playing": None})
         return len(changed)

@@ -145,7 +145,8 @@ def apply_request(db: Session, principal: Principal, broadcast: Broadcast, body:
         broadcast.status = "draft"
     elif body.priority == "emergency" and settings.emergency_confirmation == "typed":
         if body.confirm.strip().casefold() != targets.owner.name.strip().casefold():
-            raise Invalid(f"to send an emergency at once, type the area's name exactly: {targets.owner.name}")
+            raise Invalid(f"to send an emergency at once, type the area's name exactly: {targets.owner.name}",
+                          code="confirm_name", name=targets.owner.name)
         broadcast.status = "approved"
         broadcast.confirmed_by_typing = True
         broadcast.reviewed_by = principal.user_id

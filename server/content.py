@@ -122,12 +122,14 @@ class Renderer:
     two-hour upload shows how far it is instead of a bare "pending".
     """
 
-    def __init__(self, db: Database, store: AudioStore, tts: TtsEngine, *, options: RenderOptions | None = None,
+    def __init__(self, db: Database, store: AudioStore, tts: TtsEngine, *,
+                 options: Callable[[], RenderOptions] = RenderOptions,
                  on_progress: Callable[[int, int], None] | None = None, workers: int = 2) -> None:
         self._db = db
         self._store = store
         self._tts = tts
-        self._options = options or RenderOptions()
+        self._options = options
+        """Read for every item: loudness and lead-in may change in the console at run time."""
         self._on_progress = on_progress
         self._workers = workers
         self._pool: ThreadPoolExecutor | None = None
@@ -162,8 +164,9 @@ class Renderer:
                 produced = self._prepare_upload(Path(upload or ""), reporter, jingles)
             else:
                 reporter(0.05)
-                rendered = render_speech(spoken, self._tts, lead_in_ms=self._options.lead_in_ms,
-                                         target=self._options.target, chime=jingles.chime, intro=jingles.intro,
+                options = self._options()
+                rendered = render_speech(spoken, self._tts, lead_in_ms=options.lead_in_ms,
+                                         target=options.target, chime=jingles.chime, intro=jingles.intro,
                                          outro=jingles.outro)
                 self._store.put_bytes(rendered.data)
                 produced = _Produced(rendered.sha256, len(rendered.data), rendered.duration_ms, rendered.mime,
@@ -196,8 +199,9 @@ class Renderer:
 
     def _prepare_upload(self, source: Path, reporter: Callable[[float], None], jingles: Jingles) -> _Produced:
         with tempfile.TemporaryDirectory(dir=source.parent) as tmp:
-            prepared = prepare_file(source, Path(tmp) / "prepared.mp3", target=self._options.target,
-                                    lead_in_ms=self._options.lead_in_ms, progress=reporter, chime=jingles.chime,
+            options = self._options()
+            prepared = prepare_file(source, Path(tmp) / "prepared.mp3", target=options.target,
+                                    lead_in_ms=options.lead_in_ms, progress=reporter, chime=jingles.chime,
                                     intro=jingles.intro, outro=jingles.outro)
             sha256 = self._store.put_file(prepared.path)
         return _Produced(sha256, prepared.size_bytes, prepared.duration_ms, DISTRIBUTION_MIME, "upload", "",

@@ -9,7 +9,16 @@ from schedules.errors import LoaError
 
 
 class ServerError(LoaError):
-    """Base of the server layer's errors."""
+    """Base of the server layer's errors.
+
+    ``code`` and ``details`` let a client word the error in its own language (the console does); the
+    message stays the English explanation for API users and logs.
+    """
+
+    def __init__(self, message: str = "", *, code: str = "", **details: str | int | None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.details = details
 
 
 class ConfigError(ServerError):

@@ -52,22 +52,28 @@ class Planner:
 
     def __init__(self, db: Database, *, public_url: str, horizon: timedelta,
                  publish: Callable[[PublishedPlan], None], now: Callable[[], datetime],
-                 equal_priority: EqualPriority = "queue") -> None:
+                 equal_priority: Callable[[], EqualPriority] = lambda: "queue") -> None:
         self._db = db
         self._public_url = public_url
         self._horizon = horizon
         self._publish = publish
         self._now = now
         self._equal_priority = equal_priority
+        """Read at every compile: the console may change the rule at run time."""
         self._lock = threading.Lock()
         self._compiler: PlanCompiler | None = None
+
+    @property
+    def equal_priority(self) -> EqualPriority:
+        """The rule the plans in force were compiled with (the setting's value until the first compile)."""
+        return self._compiler.equal_priority if self._compiler is not None else self._equal_priority()
 
     def recompile(self) -> list[PublishedPlan]:
         """Compile every device's plan from scratch; store and publish those whose content changed."""
         with self._lock, self._db.session() as db:
             now = self._now()
             fleet = load_fleet(db)
-            compiler = PlanCompiler(now=now, horizon=self._horizon, equal_priority=self._equal_priority)
+            compiler = PlanCompiler(now=now, horizon=self._horizon, equal_priority=self._equal_priority())
             for broadcast in self._airing(db, now):
                 compiler.set_broadcast(broadcast.id, self._occurrences(broadcast, fleet, now))
             self._compiler = compiler
@@ -76,7 +82,7 @@ class Planner:
 
     def broadcast_changed(self, broadcast_id: int) -> list[PublishedPlan]:
         """Recompile only the agents whose timeline the change of one broadcast affects."""
-        if self._compiler is None:
+        if self._compiler is None or self._compiler.equal_priority != self._equal_priority():
             return self.recompile()
         with self._lock, self._db.session() as db:
             now = self._now()

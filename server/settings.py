@@ -6,6 +6,7 @@ needs nothing installed; production sets a PostgreSQL URL, an external broker an
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -94,6 +95,15 @@ class Settings(BaseSettings):
         if value and urlparse(value).scheme not in ("http", "https"):
             raise ValueError("must be an http:// or https:// URL")
         return value
+
+    @field_validator("alert_email_to")
+    @classmethod
+    def _email_addresses(cls, value: list[str]) -> list[str]:
+        cleaned = [address.strip() for address in value if address.strip()]
+        for address in cleaned:
+            if not re.fullmatch(r"[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+", address):
+                raise ValueError(f"{address!r} is not an e-mail address")
+        return cleaned
 
     @field_validator("broker_url")
     @classmethod

@@ -192,9 +192,11 @@ def refuse_if_conflicting(db: Session, principal: Principal, body: BroadcastCrea
     refused = [c for c in result.conflicts if c.resolution == "refused"]
     if refused:
         first = refused[0]
+        devices = len({c.agent_id for c in refused})
         raise ConflictError(f"it overlaps broadcast {first.other_broadcast_id} of equal priority on "
-                            f"{len({c.agent_id for c in refused})} device(s) ({first.rule}); "
-                            "choose another time (see the dry run)")
+                            f"{devices} device(s) ({first.rule}); choose another time (see the dry run)",
+                            code="conflict_refused", resolution=first.resolution,
+                            other_broadcast_id=first.other_broadcast_id, devices=devices)
 
 
 def _bid(by_id: dict[str, Occurrence], item_id: str) -> int | None:

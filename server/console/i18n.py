@@ -8,8 +8,10 @@ Vietnamese; ``tests/server/test_console_i18n.py`` fails when a template has text
 ``_()`` string with no English entry.
 
 The language of a request is read once, before rendering, from the ``loa_lang`` cookie (set by
-``/console/lang/{code}``) and kept in a context variable, so that macros imported without context
-translate too. Dates stay ``dd/mm/yyyy`` and times 24 h in both languages.
+``/console/lang/{code}``) and kept in a context variable that ``_()`` reads. Templates import others
+``with context``: Jinja caches a template imported without context for the whole process, labels and
+all, in the language of whichever request imported it first. Dates stay ``dd/mm/yyyy`` and times 24 h
+in both languages.
 """
 
 from __future__ import annotations

@@ -41,6 +41,15 @@ from server.api.devices import device_public
 from server.api.schemas import DevicePublic
 from server.broadcasts import list_broadcasts
 from server.categories import CATEGORIES
+from server.console.device_page import device_page_context
+from server.console.fleet import (
+    counts_by_area,
+    display_state,
+    fleet_devices,
+    map_data,
+    tile_source,
+    total_counts,
+)
 from server.console.i18n import LANG_COOKIE, LANGUAGES, language_of, speaking, translate
 from server.content import get_announcement, list_announcements
 from server.directory import (
@@ -68,17 +77,34 @@ SCOPE_REFRESH_S = 60.0
 UNKNOWN_AGENT_REFRESH_S = 5.0
 """At most this often, an event for an agent not (yet) in the user's scope triggers a re-check."""
 
+_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:{img}; "
+        "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; form-action 'self'")
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     # Everything is served by this server: no inline script, no CDN, no framing.
-    "Content-Security-Policy": ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                "media-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; "
-                                "form-action 'self'"),
+    "Content-Security-Policy": _CSP.format(img=""),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
+_CSP_SOURCE = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+
+
+def page_headers(img_origins: Iterable[str] = ()) -> dict[str, str]:
+    """``PAGE_HEADERS``, with images also allowed from these origins (the dashboard's optional map tiles).
+
+    Only bare ``http(s)://host[:port]`` origins are accepted: nothing else of the policy can be widened.
+    """
+    origins = list(img_origins)
+    if not origins:
+        return PAGE_HEADERS
+    for origin in origins:
+        if not _CSP_SOURCE.match(origin):
+            raise ValueError(f"not an origin for img-src: {origin!r}")
+    return {**PAGE_HEADERS, "Content-Security-Policy": _CSP.format(img="".join(f" {o}" for o in origins))}
 
 router = APIRouter(include_in_schema=False)
+
+
 templates = Jinja2Templates(directory=TEMPLATES_DIR)
 
 
@@ -109,22 +135,16 @@ templates.env.filters["iso"] = _iso
 templates.env.globals["_"] = translate
 
 
-def display_state(state: str, now_playing: str | None) -> str:
-    """The four states the console shows: online, offline, playing, unknown."""
-    if state == "online" and now_playing:
-        return "playing"
-    return state if state in ("online", "offline") else "unknown"
-
-
 def _render(request: Request, name: str, context: dict[str, Any], runtime: Runtime,
-            status_code: int = 200) -> HTMLResponse:
+            status_code: int = 200, img_origins: Iterable[str] = ()) -> HTMLResponse:
     lang = language_of(request.cookies.get(LANG_COOKIE))
     base = {"timezone": runtime.settings.timezone or DEFAULT_TIMEZONE, "user": None, "csrf_token": "",
             "page": name.removesuffix(".html"), "lang": lang, "languages": LANGUAGES,
             "here": request.url.path + (f"?{request.url.query}" if request.url.query else "")}
     base.update(context)
     with speaking(lang):  # TemplateResponse renders at once, inside this block
-        return templates.TemplateResponse(request, name, base, status_code=status_code, headers=PAGE_HEADERS)
+        return templates.TemplateResponse(request, name, base, status_code=status_code,
+                                          headers=page_headers(img_origins))
 
 
 # --- sessions ----------------------------------------------------------------------------------------
@@ -282,32 +302,20 @@ class DeviceRow:
     now_playing_title: str
 
 
-def _device_rows(db: Session, principal: Principal) -> list[DeviceRow]:
-    devices = [device_public(d, s, a) for d, s, a in visible_devices(db, principal)]
-    titles = now_playing_titles(db, (d.now_playing for d in devices))
-    return [DeviceRow(d, display_state(d.state, d.now_playing), titles.get(d.now_playing or "", ""))
-            for d in devices]
-
-
-def fleet_counts(rows: Iterable[DeviceRow]) -> dict[str, int]:
-    """``online`` counts every reachable device, playing or not."""
-    counts = {"total": 0, "online": 0, "offline": 0, "playing": 0, "unknown": 0}
-    for row in rows:
-        counts["total"] += 1
-        counts[row.display_state] += 1
-        if row.display_state == "playing":
-            counts["online"] += 1
-    return counts
-
-
 @router.get("/console", response_model=None)
 def get_dashboard(request: Request, db: DbSession, runtime: RuntimeDep) -> Response:
     active = active_session(request, db, runtime)
     if active is None:
         return _to_login(request)
-    rows = _device_rows(db, active.principal)
-    return _render(request, "dashboard.html",
-                   {**_page_context(active), "rows": rows, "counts": fleet_counts(rows)}, runtime)
+    principal = active.principal
+    devices = fleet_devices(visible_devices(db, principal), principal, load_tree(db))
+    tiles = tile_source(runtime.settings.map_tile_url)  # read per request: editable at run time
+    return _render(request, "dashboard.html", {
+        **_page_context(active), "devices": devices, "counts": total_counts(devices),
+        "area_counts": counts_by_area(devices),
+        "titles": now_playing_titles(db, (d.now_playing for d in devices)),
+        "map": map_data(devices, visible_areas(db, principal), tiles[0] if tiles else None),
+    }, runtime, img_origins=[tiles[1]] if tiles else [])
 
 
 @router.get("/console/devices/{agent_id}", response_model=None)
@@ -330,6 +338,7 @@ def get_device_page(agent_id: str, request: Request, db: DbSession, runtime: Run
     return _render(request, "device.html", {
         **_page_context(active), "row": row, "status": status, "entries": entries,
         "device_names": {device.agent_id: device.name},
+        **device_page_context(db, active.principal, device, status, runtime.now()),
     }, runtime)
 
 

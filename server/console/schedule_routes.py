@@ -22,6 +22,7 @@ from server.api.broadcasts import inbox_public
 from server.api.deps import DbSession, RuntimeDep
 from server.api.schemas import InboxEntryPublic
 from server.broadcasts import list_broadcasts, target_codes
+from server.console.i18n import translate
 from server.console.routes import (
     DEFAULT_TIMEZONE,
     AnnouncementCard,
@@ -42,31 +43,37 @@ router = APIRouter(include_in_schema=False)
 
 WEEKDAYS = [("MO", "thứ Hai"), ("TU", "thứ Ba"), ("WE", "thứ Tư"), ("TH", "thứ Năm"), ("FR", "thứ Sáu"),
             ("SA", "thứ Bảy"), ("SU", "Chủ nhật")]
+"""Codes and Vietnamese day names; templates and the functions below pass the names through ``_()``."""
 _DAY_NAMES = dict(WEEKDAYS)
 _ORDER = [code for code, _ in WEEKDAYS]
 
 
 # --- readable timing ---------------------------------------------------------------------------------
+# These read the request's language (server.console.i18n), so they are called while a page renders.
+
+def _day(code: str) -> str:
+    return translate(_DAY_NAMES[code])
+
 
 def _days_text(days: list[str]) -> str:
     days = sorted(set(days), key=_ORDER.index)
     if days == _ORDER:
-        return "hằng ngày"
+        return translate("hằng ngày")
     index = [_ORDER.index(d) for d in days]
     if len(days) >= 3 and index == list(range(index[0], index[-1] + 1)):
-        return f"các ngày {_DAY_NAMES[days[0]]}–{_DAY_NAMES[days[-1]]}"
-    return "các ngày " + ", ".join(_DAY_NAMES[d] for d in days)
+        return translate("các ngày %(first)s–%(last)s", first=_day(days[0]), last=_day(days[-1]))
+    return translate("các ngày %(days)s", days=", ".join(_day(d) for d in days))
 
 
 def describe_rrule(rrule: str) -> str:
-    """A few common RFC 5545 rules in Vietnamese ("các ngày thứ Hai–thứ Sáu"); others as they are."""
+    """A few common RFC 5545 rules in words ("các ngày thứ Hai–thứ Sáu"); others as they are."""
     parts = dict(p.split("=", 1) for p in rrule.upper().split(";") if "=" in p)
     freq, interval = parts.get("FREQ", ""), int(parts.get("INTERVAL", "1") or 1)
     byday = [re.sub(r"^[+-]?\d+", "", d) for d in parts.get("BYDAY", "").split(",") if d]
     if any(d not in _DAY_NAMES for d in byday) or set(parts) - {"FREQ", "INTERVAL", "BYDAY"}:
         return rrule
     if freq == "DAILY" and not byday:
-        return "hằng ngày" if interval == 1 else f"cách {interval} ngày một lần"
+        return translate("hằng ngày") if interval == 1 else translate("cách %(n)s ngày một lần", n=interval)
     if freq == "WEEKLY" and byday and interval == 1:
         return _days_text(byday)
     if freq == "DAILY" and byday and interval == 1:
@@ -82,27 +89,29 @@ def _local_date(iso_date: str) -> str:
 def describe_timing(b: Broadcast, timezone: str = DEFAULT_TIMEZONE) -> str:
     """How the console says when a broadcast airs: "05:30 các ngày thứ Hai–thứ Sáu, từ 01/12/2026"."""
     if b.timing == "now":
-        text = "Phát ngay"
+        text = translate("Phát ngay")
     elif b.timing == "recurring" and b.start_local:
-        text = f"{b.start_local[11:16]} {describe_rrule(b.rrule)}, từ {_local_date(b.start_local)}"
+        text = translate("%(time)s %(rule)s, từ %(date)s", time=b.start_local[11:16], rule=describe_rrule(b.rrule),
+                         date=_local_date(b.start_local))
         if b.valid_until:
-            text += f" đến {_local_date(b.valid_until)}"
+            text += translate(" đến %(date)s", date=_local_date(b.valid_until))
         if b.holiday_rule == "skip":
-            text += " (nghỉ ngày lễ)"
+            text += translate(" (nghỉ ngày lễ)")
         elif b.holiday_rule == "only":
-            text += " (chỉ ngày lễ)"
+            text += translate(" (chỉ ngày lễ)")
         if b.exdates:
-            text += ", trừ " + ", ".join(_local_date(d) for d in b.exdates[:5]) + ("…" if len(b.exdates) > 5 else "")
+            dates = ", ".join(_local_date(d) for d in b.exdates[:5]) + ("…" if len(b.exdates) > 5 else "")
+            text += translate(", trừ %(dates)s", dates=dates)
     else:
         text = format_local(b.play_at, timezone)[:16]
     if b.repeat_every_min:
-        text += f"; lặp lại mỗi {b.repeat_every_min} phút"
+        text += translate("; lặp lại mỗi %(n)s phút", n=b.repeat_every_min)
         if b.repeat_count:
-            text += f", {b.repeat_count} lần"
+            text += translate(", %(n)s lần", n=b.repeat_count)
         if b.repeat_until is not None:
-            text += f", đến {format_local(b.repeat_until, timezone)[:16]}"
+            text += translate(", đến %(time)s", time=format_local(b.repeat_until, timezone)[:16])
     if b.slot_minutes:
-        text += f"; khung {b.slot_minutes} phút"
+        text += translate("; khung %(n)s phút", n=b.slot_minutes)
     return text
 
 
@@ -163,11 +172,16 @@ def get_schedule_page(request: Request, db: DbSession, runtime: RuntimeDep,
 @dataclass(frozen=True)
 class BroadcastView:
     broadcast: Broadcast
-    timing_text: str
+    timezone: str
     items: list[Announcement]
     target_names: list[str]
     can_review: bool
     can_cancel: bool
+
+    @property
+    def timing_text(self) -> str:
+        """Worded when the page renders, in the page's language."""
+        return describe_timing(self.broadcast, self.timezone)
 
 
 def broadcast_views(db: Session, principal: Principal, tree: AreaTree, timezone: str) -> list[BroadcastView]:
@@ -182,7 +196,7 @@ def broadcast_views(db: Session, principal: Principal, tree: AreaTree, timezone:
                       and all(principal.can(Action.APPROVE, a, tree) for a in areas))
         can_cancel = b.status == "approved" and (principal.can(Action.SCHEDULE, owner, tree)
                                                  or principal.can(Action.APPROVE, owner, tree))
-        views.append(BroadcastView(b, describe_timing(b, timezone), [i.announcement for i in b.items],
+        views.append(BroadcastView(b, timezone, [i.announcement for i in b.items],
                                    [names.get(c, c) for c in codes] + agents, can_review, can_cancel))
     return views
 
@@ -214,7 +228,7 @@ def get_inbox_page(request: Request, db: DbSession, runtime: RuntimeDep) -> Resp
     today, _ = _today(runtime)
     return _render(request, "inbox.html", {
         **_page_context(active), "entries": entries, "decidable": decidable, "sent": sent, "today": today,
-        "timing_text": {b.id: describe_timing(b, runtime.settings.timezone or DEFAULT_TIMEZONE) for b in sent},
+        "timezone_name": runtime.settings.timezone or DEFAULT_TIMEZONE, "describe_timing": describe_timing,
     }, runtime)
 
 

@@ -127,6 +127,21 @@
     if (kind !== "error") { flashTimer = window.setTimeout(function () { box.hidden = true; }, 6000); }
   }
 
+  /**
+   * The words for an API error body: a coded error ({"error": {"code", …}}) in the page's language from
+   * the "err_<code>" message with {field} placeholders filled in, else the API's own "detail".
+   */
+  function errorText(data) {
+    var coded = data && data.error && typeof data.error.code === "string" ? data.error : null;
+    var key = coded ? "err_" + coded.code : "";
+    if (coded && label("messages", key) !== key) {
+      return label("messages", key).replace(/\{(\w+)\}/g, function (all, field) {
+        return Object.prototype.hasOwnProperty.call(coded, field) ? String(coded[field]) : all;
+      });
+    }
+    return data && typeof data.detail === "string" ? data.detail : message("error_generic");
+  }
+
   function ApiError(text, status, body) {
     var error = new Error(text);
     error.status = status;
@@ -157,7 +172,7 @@
                                                : Promise.resolve(null);
       return parsed.then(function (data) {
         if (response.ok) { return data; }
-        var detail = data && typeof data.detail === "string" ? data.detail : message("error_generic");
+        var detail = errorText(data);
         var error = ApiError(detail, response.status, data);
         if (!options.quiet) { flash(detail, "error"); }
         if (response.status === 401 && !options.noRedirect) { sessionEnded(); }
@@ -255,6 +270,8 @@
     var detail = document.getElementById("device-detail");
     if (detail && detail.getAttribute("data-agent-id") === event.agent_id) { applyDevice(detail, event); }
     updateCounts();
+    // Page scripts (the dashboard's map and area counts) listen for this instead of the EventSource.
+    document.dispatchEvent(new CustomEvent("loa:device", { detail: event }));
   }
 
   // --- as-run ----------------------------------------------------------------------------------
@@ -276,16 +293,16 @@
       "data-broadcast-id": event.broadcast_id ? String(event.broadcast_id) : "", "data-kind": kind,
       "class": quiet ? "" : "flash-row"
     }, [
-      el("td", { "data-label": "Thời điểm", "class": "col-at" }, [timeNode(event.at)]),
-      el("td", { "data-label": "Cụm loa", "class": "col-agent" }, [
+      el("td", { "data-label": message("col_at"), "class": "col-at" }, [timeNode(event.at)]),
+      el("td", { "data-label": message("col_agent"), "class": "col-agent" }, [
         el("a", { href: "/console/devices/" + encodeURIComponent(event.agent_id), text: deviceName(event.agent_id) })
       ]),
-      el("td", { "data-label": "Sự kiện", "class": "col-kind" }, [
+      el("td", { "data-label": message("col_kind"), "class": "col-kind" }, [
         el("span", { "class": "badge kind-" + kind, text: label("asrun", kind) })
       ]),
-      el("td", { "data-label": "Lượt phát", "class": "col-broadcast" }, [broadcastCell]),
-      el("td", { "data-label": "Giờ dự kiến", "class": "col-scheduled" }, [timeNode(event.scheduled_at)]),
-      el("td", { "data-label": "Chi tiết", "class": "col-detail", text: event.detail || "" })
+      el("td", { "data-label": message("col_broadcast"), "class": "col-broadcast" }, [broadcastCell]),
+      el("td", { "data-label": message("col_scheduled"), "class": "col-scheduled" }, [timeNode(event.scheduled_at)]),
+      el("td", { "data-label": message("col_detail"), "class": "col-detail", text: event.detail || "" })
     ]);
   }
 
@@ -338,7 +355,8 @@
     api("GET", "/api/v1/devices", null, { quiet: true, noRedirect: true }).then(function (devices) {
       (devices || []).forEach(function (d) {
         onDeviceEvent({ type: "device", agent_id: d.agent_id, state: d.state, now_playing: d.now_playing,
-                        last_seen_at: d.last_seen_at });
+                        last_seen_at: d.last_seen_at,
+                        faults: d.telemetry && Array.isArray(d.telemetry.faults) ? d.telemetry.faults : [] });
       });
     }, function () { /* keep what is shown */ });
   }
@@ -468,7 +486,7 @@
         text.textContent = "";
         refreshCard(body.id);
       } else {
-        flash((body && body.detail) || ("HTTP " + xhr.status), "error");
+        flash(body ? errorText(body) : "HTTP " + xhr.status, "error");
       }
     };
     xhr.onerror = function () { setBusy(form, false); flash(message("error_network"), "error"); };
@@ -490,15 +508,15 @@
 
   function broadcastRow(b) {
     var cancel = el("button", { type: "button", "class": "button danger small broadcast-cancel",
-                                "data-id": String(b.id), text: "Hủy" });
+                                "data-id": String(b.id), text: message("cancel") });
     return el("tr", { "data-broadcast-id": String(b.id), "data-status": b.status, "class": "flash-row" }, [
-      el("td", { "data-label": "Mã" }, [el("a", { href: "/console/as-run?broadcast_id=" + b.id, text: "#" + b.id })]),
-      el("td", { "data-label": "Bản tin", text: b.title }),
-      el("td", { "data-label": "Giờ phát" }, [timeNode(b.play_at)]),
-      el("td", { "data-label": "Mức ưu tiên" }, [
+      el("td", { "data-label": message("col_id") }, [el("a", { href: "/console/as-run?broadcast_id=" + b.id, text: "#" + b.id })]),
+      el("td", { "data-label": message("col_announcement"), text: b.title }),
+      el("td", { "data-label": message("col_play_at") }, [timeNode(b.play_at)]),
+      el("td", { "data-label": message("col_priority") }, [
         el("span", { "class": "badge priority-" + b.priority, text: label("priority", b.priority) })
       ]),
-      el("td", { "data-label": "Trạng thái", "class": "col-status" }, [
+      el("td", { "data-label": message("col_status"), "class": "col-status" }, [
         el("span", { "class": "badge broadcast-" + b.status, text: label("broadcast", b.status) })
       ]),
       el("td", {}, [b.status === "approved" ? cancel : null])
@@ -618,6 +636,8 @@
     if (event.type === "device") { onDeviceEvent(event); }
     else if (event.type === "asrun") { onAsRunEvent(event); }
     else if (event.type === "announcement") { refreshCard(event.id); }
+    // Other scripts (alerts.js) follow the same stream without opening a second one.
+    document.dispatchEvent(new CustomEvent("loa:live", { detail: event }));
   }
 
   function connectLive() {
@@ -629,6 +649,7 @@
       setLive("on");
       resyncDevices();
       resyncAsRun();
+      document.dispatchEvent(new CustomEvent("loa:live-open"));
     };
     source.onmessage = function (message) {
       var event;
@@ -661,7 +682,7 @@
   }
 
   window.Loa = {
-    api: api, flash: flash, csrfToken: csrfToken, formatDateTime: formatDateTime, toIsoVietnam: toIsoVietnam,
+    api: api, errorText: errorText, flash: flash, csrfToken: csrfToken, formatDateTime: formatDateTime, toIsoVietnam: toIsoVietnam,
     handleEvent: handleEvent, refreshCard: refreshCard, updateCounts: updateCounts, scheduleBody: scheduleBody,
     connectLive: connectLive, resyncDevices: resyncDevices, resyncAsRun: resyncAsRun
   };

@@ -129,7 +129,7 @@
       list.appendChild(el("li", { "class": "conflict conflict-" + c.resolution, "data-resolution": c.resolution }, [
         el("span", { text: line }),
         el("br"),
-        el("span", { "class": "muted small conflict-rule", text: "Quy tắc: " + label("rule", c.resolution) })
+        el("span", { "class": "muted small conflict-rule", text: msg("rule") + " " + label("rule", c.resolution) })
       ]));
     });
   }
@@ -197,7 +197,7 @@
       select.id = "item-" + items.children.length;
       select.value = "";
       $("label", copy).setAttribute("for", select.id);
-      $("label", copy).textContent = "Bản tin " + (items.children.length + 1);
+      $("label", copy).textContent = msg("item_n").replace("{n}", String(items.children.length + 1));
       items.appendChild(copy);
       select.focus();
     });
@@ -291,7 +291,7 @@
     var actions = $(".inbox-actions", card);
     if (actions) { actions.remove(); }
     if (entry.reason) {
-      card.appendChild(el("p", { "class": "inbox-reason" }, [el("span", { "class": "label", text: "Lý do từ chối: " }),
+      card.appendChild(el("p", { "class": "inbox-reason" }, [el("span", { "class": "label", text: msg("decline_reason") + " " }),
                                                             document.createTextNode(entry.reason)]));
     }
   }
@@ -303,10 +303,10 @@
       body.textContent = "";
       rows.forEach(function (e) {
         body.appendChild(el("tr", { "data-area-code": e.area_code, "data-status": e.status }, [
-          el("td", { "data-label": "Xã", text: e.area_name }),
-          el("td", { "data-label": "Trạng thái" }, [el("span", { "class": "badge inbox-" + e.status, text: label("inbox", e.status) })]),
-          el("td", { "data-label": "Lý do / lịch phát", text: e.reason || (e.broadcast_id ? "#" + e.broadcast_id : "") }),
-          el("td", { "data-label": "Cập nhật", text: e.decided_at ? Loa.formatDateTime(e.decided_at) : "—" })
+          el("td", { "data-label": msg("col_commune"), text: e.area_name }),
+          el("td", { "data-label": msg("col_status") }, [el("span", { "class": "badge inbox-" + e.status, text: label("inbox", e.status) })]),
+          el("td", { "data-label": msg("col_reason"), text: e.reason || (e.broadcast_id ? "#" + e.broadcast_id : "") }),
+          el("td", { "data-label": msg("col_updated"), text: e.decided_at ? Loa.formatDateTime(e.decided_at) : "—" })
         ]));
       });
     }, function (error) { table.tBodies[0].textContent = error.message; });
@@ -413,11 +413,11 @@
         Loa.flash(msg(b.status === "approved" ? "emergency_sent" : "emergency_waiting") + " #" + b.id, "ok");
         watch(b);
       }).catch(function (error) {
-        // The API names the area to type in its 422: show it.
-        var match = /exactly: (.+)$/.exec(error.message || "");
-        if (match && byId("emergency-name-to-type")) {
-          byId("emergency-name-to-type").textContent = match[1];
-          Loa.flash(msg("type_name") + match[1], "error");
+        // A refused confirmation names the area to type (already worded by Loa.api): show the name.
+        var coded = error.body && error.body.error;
+        if (coded && coded.code === "confirm_name" && byId("emergency-name-to-type")) {
+          byId("emergency-name-to-type").textContent = coded.name;
+          byId("emergency-confirm").focus();
         }
       }).then(function () { byId("emergency-send").disabled = false; });
     });

@@ -67,6 +67,14 @@ def test_scripts_take_their_text_from_the_page(script: Path) -> None:
     assert lines == []
 
 
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda p: p.name)
+def test_imports_are_rendered_per_request(template: Path) -> None:
+    """Jinja caches a template imported without context for the whole process, in the language of the
+    first request that imported it; ``with context`` imports it afresh for every page."""
+    imports = re.findall(r"\{%-?\s*(?:import|from)\s[^%]*%\}", template.read_text(encoding="utf-8"))
+    assert [i for i in imports if "with context" not in i] == []
+
+
 def test_translations_keep_their_placeholders() -> None:
     for source, english in catalog("en").items():
         assert sorted(_PLACEHOLDER.findall(source)) == sorted(_PLACEHOLDER.findall(english)), source

@@ -215,6 +215,8 @@ def test_an_emergency_needs_the_area_name_typed_and_then_airs_at_once(api: Api, 
     body = {"announcement_id": content["id"], "priority": "emergency", "area_codes": ["c-a"], "exercise": True}
     wrong = api.post("/api/v1/broadcasts", "editor", {**body, "confirm": "xã b"})
     assert wrong.status_code == 422 and "Xã A" in wrong.json()["detail"]
+    # The console words the refusal itself from the code and the name to type.
+    assert wrong.json()["error"] == {"code": "confirm_name", "name": "Xã A", "message": wrong.json()["detail"]}
     sent = api.post("/api/v1/broadcasts", "editor", {**body, "confirm": "xã a"})
     assert sent.status_code == 201, sent.text
     emergency = sent.json()
@@ -265,6 +267,8 @@ def test_dry_run_lists_every_conflict_with_its_rule_and_saves_nothing(api: Api, 
     rules = {(c["agent_id"], c["resolution"]) for c in queued["conflicts"] if c["other_broadcast_id"] == first["id"]}
     assert rules == {("dev-a1", "queued_after"), ("dev-a2", "queued_after")}
     assert all(c["rule"] for c in queued["conflicts"])
+    assert {c["resolution"] for c in queued["conflicts"]} <= {"preempts", "queued_after", "refused", "trimmed",
+                                                              "resumed"}  # codes the console has labels for
     urgent = api.post("/api/v1/broadcasts/dry-run", "editor", {**overlapping, "priority": "priority"}).json()
     assert {c["resolution"] for c in urgent["conflicts"] if c["other_broadcast_id"] == first["id"]} == {"preempts"}
     original = api.runtime.settings
@@ -276,6 +280,9 @@ def test_dry_run_lists_every_conflict_with_its_rule_and_saves_nothing(api: Api, 
             == {"refused"}
         not_saved = api.post("/api/v1/broadcasts", "editor", overlapping)
         assert not_saved.status_code == 409 and "equal priority" in not_saved.json()["detail"]
+        error = not_saved.json()["error"]
+        assert error["code"] == "conflict_refused" and error["resolution"] == "refused"
+        assert error["other_broadcast_id"] == first["id"] and error["devices"] == 2
     finally:
         api.runtime.settings = original
     assert len(api.get("/api/v1/broadcasts", "editor").json()) == before
