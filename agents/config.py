@@ -39,6 +39,7 @@ from typing import Any
 
 from agents.errors import ConfigError
 from agents.protocol import valid_agent_id, valid_group_id
+from agents.start_timing import START_GUARD_S
 
 _TOP_KEYS = {"agent_id", "state_dir", "mqtt", "http", "player", "agent", "amplifier", "volume", "cache", "clock"}
 _SECTION_KEYS = {
@@ -95,6 +96,8 @@ class AgentConfig:
     durable_journal: bool = True
     preroll_s: float = 0.25
     """How long before an item's start its checks run (a simulator with many agents in one loop needs more)."""
+    start_guard_s: float = START_GUARD_S
+    """How long before an item's start its timer fires and holds the event loop until the instant."""
 
 
 def load_config(path: Path) -> AgentConfig:

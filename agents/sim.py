@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 
 from agents.config import AgentConfig
-from agents.core import PREROLL_S
 from agents.runtime import AgentRuntime
+from agents.start_timing import PREROLL_S
 
 log = logging.getLogger(__name__)
 
