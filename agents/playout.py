@@ -124,10 +124,12 @@ class Playout(Reporting):
                 self.amplifier.switch_on()
             if not await self._sleep_until(at - self.settings.preroll_s):
                 continue
-            if self._running is None:
+            if self._running is None or self._preempts(upcoming):
+                # Preempting: the cut comes a pre-roll early so that the start itself goes through the gate,
+                # in step with the neighbours (an emergency's echo between clusters matters most).
                 await self._start(upcoming, at=at)
-            elif await self._sleep_until(at) and self._preempts(upcoming):
-                await self._start(upcoming)  # preempting: the cut and the start happen at play_at
+            else:
+                await self._sleep_until(at)
 
     async def _arm(self, item: PlanItem) -> None:
         if item.id in self._prepared:

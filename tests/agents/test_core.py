@@ -107,6 +107,19 @@ async def test_emergency_preempts_and_nothing_plays_on_top(h: Harness) -> None:
                         ("storm", "finished")]
 
 
+async def test_a_scheduled_emergency_cuts_in_on_time(h: Harness) -> None:
+    """The cut comes a pre-roll early; the emergency itself starts at its play_at, like its neighbours'."""
+    normal = item("normal", 0.1, duration_ms=3000)
+    storm = item("storm", 1.2, duration_ms=200, priority=Priority.EMERGENCY)
+    h.agent.on_message(Topics.plan(AGENT), plan(1, normal, storm))
+    await settle(1.8)
+    assert [(p.item_id, p.cancelled) for p in h.player.plays] == [("normal", True), ("storm", False)]
+    error_ms = (h.player.plays[1].started_at - storm.play_at.timestamp()) * 1000
+    assert -1 <= error_ms <= 20, f"the emergency started {error_ms:.1f} ms off"
+    cut = h.player.plays[0].ended_at
+    assert cut is not None and cut <= h.player.plays[1].started_at
+
+
 async def test_equal_priority_waits_for_the_end_instead_of_overlapping(h: Harness) -> None:
     first, second = item("a", 0.1, duration_ms=400), item("b", 0.2, duration_ms=100)
     h.agent.on_message(Topics.plan(AGENT), plan(1, first, second))
