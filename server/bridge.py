@@ -41,6 +41,7 @@ from agents.protocol import (
 )
 from server import presence
 from server.db import Database
+from server.device_commands import record_answer
 from server.live import LiveBus
 from server.models import AsRunEntry, Broadcast, Device, DeviceStatus
 from server.planner import PublishedPlan
@@ -269,6 +270,7 @@ class MqttBridge:
             results[message.id] = message
             while len(results) > MAX_COMMAND_RESULTS:
                 results.pop(next(iter(results)))
+            record_answer(db, message)
             updates.append({"type": "cmd_result", "agent_id": device.agent_id, "id": message.id,
                             "status": message.status, "error": message.error})
         else:

@@ -4,8 +4,9 @@ Only ``play_now`` (of an approved announcement whose audio is ready, from the de
 above it, visible to the sender — never arbitrary audio), ``stop``, ``set_volume``, ``amplifier`` and
 ``resync`` are offered; ``reboot`` and ``rebirth`` are not. Commands live for one minute: an agent that
 receives one later refuses it, so an order can never fire long after the operator gave up on it.
-Sent commands are kept in a bounded in-memory log (who, what, when) for the acknowledgement read-back;
-each is also written to the server log.
+Sent commands are kept in a bounded in-memory log (who, what, when) for the acknowledgement read-back,
+and each is written to the audit trail (``audit_events``, action ``device.command``, ``ref`` = its id),
+where the agent's answer is stored when it arrives: the read-back survives a restart of the server.
 """
 
 from __future__ import annotations
@@ -19,13 +20,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from agents.protocol import AudioRef, Command, CommandResult, PlanItem
 from schedules import AreaId, AreaTree, Priority
+from server import audit
 from server.errors import Invalid, NotFound
-from server.models import Announcement, Device
+from server.models import Announcement, AuditEvent, Device
 from server.permissions import Action, Principal
 
 log = logging.getLogger(__name__)
@@ -162,10 +164,45 @@ def build_command(db: Session, principal: Principal, device: Device, tree: AreaT
                    args=wire_args)
 
 
-def record_sent(commands: CommandLog, command: Command, agent_id: str, principal: Principal,
+def record_sent(db: Session, commands: CommandLog, command: Command, device: Device, principal: Principal,
                 args: Mapping[str, Any]) -> SentCommand:
-    sent = SentCommand(id=command.id, agent_id=agent_id, name=command.name, args=dict(args),
+    """Keep a sent command for its read-back, in memory and in the audit trail (outcome pending)."""
+    sent = SentCommand(id=command.id, agent_id=device.agent_id, name=command.name, args=dict(args),
                        sent_by=principal.username, issued_at=command.issued_at, expires_at=command.expires_at)
     commands.add(sent)
-    log.info("command %s %s %s sent to %s by %s", command.id, command.name, dict(args), agent_id, principal.username)
+    audit.record(db, principal, "device.command", target=f"device:{device.agent_id}", area_id=device.area_id,
+                 details={"command": command.name, "args": dict(args), "issued_at": command.issued_at.isoformat(),
+                          "expires_at": command.expires_at.isoformat()},
+                 outcome="pending", ref=command.id)
+    log.info("command %s %s %s sent to %s by %s", command.id, command.name, dict(args), device.agent_id,
+             principal.username)
     return sent
+
+
+def stored_command(db: Session, command_id: str) -> AuditEvent | None:
+    """The audit event of a command sent from the console."""
+    return db.scalar(select(AuditEvent).where(AuditEvent.ref == command_id[:64],
+                                              AuditEvent.action == "device.command"))
+
+
+def sent_from_event(event: AuditEvent) -> SentCommand:
+    """A sent command rebuilt from its audit event (after a restart emptied the in-memory log)."""
+    details = event.details
+    return SentCommand(id=event.ref or "", agent_id=event.target.removeprefix("device:"),
+                       name=str(details.get("command", "")), args=dict(details.get("args") or {}),
+                       sent_by=event.username, issued_at=datetime.fromisoformat(details["issued_at"]),
+                       expires_at=datetime.fromisoformat(details["expires_at"]))
+
+
+def record_answer(db: Session, result: CommandResult) -> None:
+    """Store an agent's answer on its command's audit event (no-op for commands not sent from the console)."""
+    outcome = "ok" if result.status == "ok" else "refused"
+    db.execute(update(AuditEvent).where(AuditEvent.ref == result.id[:64], AuditEvent.action == "device.command",
+                                        AuditEvent.outcome.in_(("pending", "no_answer")))
+               .values(outcome=outcome, result=result.error[:2000]).execution_options(synchronize_session=False))
+
+
+def record_no_answer(event: AuditEvent) -> None:
+    """The command expired unanswered (noticed when it is read back)."""
+    if event.outcome == "pending":
+        event.outcome = "no_answer"

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from schedules import Area as AreaValue
 from schedules import AreaId, AreaTree
+from server import audit
 from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from server.models import Area, AreaAlias, Device, DeviceStatus, LoginSession, RoleGrant, User
 from server.permissions import Action, Grant, Principal, Role
@@ -111,9 +112,9 @@ def lockout_for(failed_logins: int) -> timedelta | None:
 def login(db: Session, *, username: str, password: str, now: datetime, lifetime: timedelta) -> NewSession:
     """Open a session, or raise Unauthorized with ``LOGIN_REFUSED``.
 
-    A failure is committed before the error is raised (the caller's unit of work rolls back on errors,
-    and the failure count must survive that). While an account is locked its password is not even
-    checked, and failures do not extend the lock.
+    A failure (its count and its audit event: the name typed, never the password) is committed before
+    the error is raised (the caller's unit of work rolls back on errors, and both must survive that).
+    While an account is locked its password is not even checked, and failures do not extend the lock.
     """
     user = db.scalar(select(User).where(User.username == username))
     locked = user is not None and user.locked_until is not None and user.locked_until > now
@@ -121,12 +122,19 @@ def login(db: Session, *, username: str, password: str, now: datetime, lifetime:
     candidate = user.password_hash if user is not None and not locked else _DUMMY_HASH
     valid = verify_password(candidate, password) and user is not None and not locked
     if user is None or locked or not valid or not user.is_active:
+        action, details = "auth.login_failed", {}
+        reason = "unknown_user" if user is None else "locked" if locked else "wrong_password" if not valid \
+            else "disabled"
         if user is not None and not locked and not valid:
             user.failed_logins += 1
+            details["failed_logins"] = user.failed_logins
             lock = lockout_for(user.failed_logins)
             if lock is not None:
                 user.locked_until = now + lock
-            db.commit()
+                action, details["locked_minutes"] = "auth.lockout", int(lock.total_seconds() // 60)
+        audit.record(db, user, action, target=f"user:{username[:64]}", username=username[:64],
+                     details={"reason": reason, **details}, outcome="refused")
+        db.commit()
         raise Unauthorized(LOGIN_REFUSED)
     user.failed_logins = 0
     user.locked_until = None

@@ -383,3 +383,30 @@ class AppSetting(Base):
     value: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), default=None)
+
+
+class AuditEvent(Base):
+    """A security-relevant action: who did what, when, to which area or device, and what came of it.
+
+    ``username`` is copied so the event stays readable after the user is deleted. ``ref`` is a key to find
+    the event again (a device command's id, for its acknowledgement). Secrets are never stored (audit.py).
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"), Index("ix_audit_events_action_at", "action", "at"),
+                      Index("ix_audit_events_area_at", "area_id", "at"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True,
+                                                default=None)
+    username: Mapped[str] = mapped_column(String(64), default="")
+    action: Mapped[str] = mapped_column(String(48))
+    area_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id", ondelete="SET NULL"), default=None)
+    target: Mapped[str] = mapped_column(String(200), default="")
+    """What was acted on: ``device:XA-01``, ``broadcast:12``, ``user:bob``, ``setting:max_upload_mb`` …"""
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    outcome: Mapped[str] = mapped_column(String(16), default="ok")
+    """ok | refused | failed | pending | no_answer."""
+    result: Mapped[str] = mapped_column(Text, default="")
+    """Why it was refused or failed, or what it led to."""
+    ref: Mapped[str | None] = mapped_column(String(64), index=True, default=None)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
+from server import audit
 from server.api.deps import CurrentPrincipal, DbSession, RuntimeDep
 from server.api.schemas import AnnouncementCreate, AnnouncementPublic, ReviewRequest
 from server.content import create_announcement, get_announcement, list_announcements, review_announcement
@@ -44,4 +45,7 @@ def get_audio(announcement_id: int, db: DbSession, principal: CurrentPrincipal, 
 def post_review(announcement_id: int, body: ReviewRequest, db: DbSession,
                 principal: CurrentPrincipal) -> AnnouncementPublic:
     announcement = review_announcement(db, principal, announcement_id, approve=body.approve, comment=body.comment)
+    audit.record(db, principal, "announcement.approve" if body.approve else "announcement.reject",
+                 target=f"announcement:{announcement.id}", area_id=announcement.area_id,
+                 details={"title": announcement.title, "comment": body.comment}, result=announcement.review_status)
     return AnnouncementPublic.model_validate(announcement)

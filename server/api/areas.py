@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from schedules import AreaId, AreaTree
+from server import audit
 from server.api.deps import CurrentPrincipal, DbSession
 from server.api.schemas import AreaPublic
 from server.content import set_jingles
@@ -183,16 +184,23 @@ def post_area(body: AreaIn, db: DbSession, principal: CurrentPrincipal) -> AreaD
     area = create_area(db, code=code, name=body.name, kind=body.kind, parent_code=parent.code)
     area.latitude, area.longitude = body.latitude, body.longitude
     db.flush()
+    audit.record(db, principal, "area.create", target=f"area:{area.code}", area_id=area.id,
+                 details={"name": area.name, "kind": area.kind, "parent_code": parent.code,
+                          "latitude": area.latitude, "longitude": area.longitude})
     return area_detail(db, area)
 
 
 @router.patch("/{area_code}")
 def patch_area(area_code: str, body: AreaUpdate, db: DbSession, principal: CurrentPrincipal) -> AreaDetail:
     area, _ = managed_area(db, principal, area_code, "changing this area needs the admin role")
+    before = {"name": area.name, "latitude": area.latitude, "longitude": area.longitude}
     if body.name is not None:
         area.name = body.name
     if "latitude" in body.model_fields_set:
         area.latitude, area.longitude = body.latitude, body.longitude
+    after = {"name": area.name, "latitude": area.latitude, "longitude": area.longitude}
+    audit.record(db, principal, "area.edit", target=f"area:{area.code}", area_id=area.id,
+                 details={"changes": {k: {"old": before[k], "new": after[k]} for k in before if before[k] != after[k]}})
     db.flush()
     return area_detail(db, area)
 
@@ -203,6 +211,8 @@ def post_alias(area_code: str, body: AliasIn, db: DbSession, principal: CurrentP
     if _code_taken(db, body.code):
         raise Conflict(f"{body.code} is already the code or a former code of an area")
     db.add(AreaAlias(code=body.code, area_id=area.id, note=" ".join(body.note.split())))
+    audit.record(db, principal, "area.alias_add", target=f"area:{area.code}", area_id=area.id,
+                 details={"alias": body.code, "note": body.note})
     db.flush()
     return area_detail(db, area)
 
@@ -213,4 +223,6 @@ def delete_alias(area_code: str, alias_code: str, db: DbSession, principal: Curr
     alias = db.get(AreaAlias, alias_code)
     if alias is None or alias.area_id != area.id:
         raise NotFound(f"{alias_code} is not a former code of {area.code}")
+    audit.record(db, principal, "area.alias_remove", target=f"area:{area.code}", area_id=area.id,
+                 details={"alias": alias_code})
     db.delete(alias)

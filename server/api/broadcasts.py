@@ -4,7 +4,9 @@ occurrence previews; live progress of an emergency; what communes did with a bul
 from __future__ import annotations
 
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
+from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import func, select
@@ -13,6 +15,7 @@ from sqlalchemy.orm import Session
 from agents.protocol import AudioRef, Command, PlanItem
 from schedules import AreaId, AudioAsset, DeviceAgentId, Occurrence, Priority, dry_run
 from schedules.broadcasts import occurrences_between
+from server import audit
 from server.api.deps import CurrentPrincipal, DbSession, RuntimeDep
 from server.api.schemas import (
     BroadcastCreate,
@@ -136,11 +139,50 @@ def _resolved_count(db: Session, broadcast: Broadcast) -> int:
     return len(agents_of(broadcast, load_fleet(db)))
 
 
+# --- the audit trail: an emergency is recorded as such, and its refusals too ----------------------------
+
+def _action(priority: str, action: str, emergency_action: str) -> str:
+    return emergency_action if priority == "emergency" else action
+
+
+def _request_details(body: BroadcastCreate) -> dict[str, Any]:
+    return {"title": body.title, "priority": body.priority, "mode": body.mode,
+            "announcement_ids": body.item_ids(), "area_codes": body.area_codes, "agent_ids": body.agent_ids,
+            "timing": body.effective_timing().kind,
+            "exercise": body.exercise, "submit": body.submit}
+
+
+def _broadcast_details(db: Session, broadcast: Broadcast) -> dict[str, Any]:
+    areas, devices = target_codes(db, broadcast)
+    return {"title": broadcast.title, "priority": broadcast.priority, "mode": broadcast.mode,
+            "timing": broadcast.timing, "play_at": broadcast.play_at.isoformat(), "status": broadcast.status,
+            "announcement_ids": [i.announcement_id for i in broadcast.items], "area_codes": areas,
+            "agent_ids": devices, "exercise": broadcast.exercise,
+            "confirmed_by_typing": broadcast.confirmed_by_typing}
+
+
+def _emergency_guard(db: Session, principal: Principal, priority: str, action: str, target: str,
+                     area_id: int | None, details: dict[str, Any]) -> AbstractContextManager[None]:
+    """Refused emergency attempts (no role, the area's name not typed) are kept in the trail."""
+    if priority != "emergency":
+        return nullcontext()
+    return audit.refusals_recorded(db, principal, action, target=target, area_id=area_id, details=details,
+                                   also=audit.confirm_name_refusal)
+
+
+def _record(db: Session, principal: Principal, action: str, broadcast: Broadcast, **extra: Any) -> None:
+    audit.record(db, principal, action, target=f"broadcast:{broadcast.id}", area_id=broadcast.area_id,
+                 details={**_broadcast_details(db, broadcast), **extra}, result=broadcast.status)
+
+
 @router.post("", status_code=201)
 def post_broadcast(body: BroadcastCreate, db: DbSession, principal: CurrentPrincipal,
                    runtime: RuntimeDep) -> BroadcastPublic:
-    refuse_if_conflicting(db, principal, body, runtime)
-    broadcast, resolved = create_broadcast(db, principal, body, now=runtime.now(), settings=runtime.settings)
+    action = _action(body.priority, "broadcast.create", "emergency.send")
+    with _emergency_guard(db, principal, body.priority, action, "broadcast:new", None, _request_details(body)):
+        refuse_if_conflicting(db, principal, body, runtime)
+        broadcast, resolved = create_broadcast(db, principal, body, now=runtime.now(), settings=runtime.settings)
+    _record(db, principal, action, broadcast)
     db.commit()
     if broadcast.status == "approved":
         after_approval(runtime, db, broadcast)
@@ -249,9 +291,13 @@ def get_one(broadcast_id: int, db: DbSession, principal: CurrentPrincipal) -> Br
 @router.put("/{broadcast_id}")
 def put_broadcast(broadcast_id: int, body: BroadcastCreate, db: DbSession, principal: CurrentPrincipal,
                   runtime: RuntimeDep) -> BroadcastPublic:
-    refuse_if_conflicting(db, principal, body, runtime, exclude=broadcast_id)
-    broadcast, resolved = update_broadcast(db, principal, broadcast_id, body, now=runtime.now(),
-                                           settings=runtime.settings)
+    action = "emergency.send" if body.priority == "emergency" and body.submit else "broadcast.update"
+    with _emergency_guard(db, principal, body.priority, action, f"broadcast:{broadcast_id}", None,
+                          _request_details(body)):
+        refuse_if_conflicting(db, principal, body, runtime, exclude=broadcast_id)
+        broadcast, resolved = update_broadcast(db, principal, broadcast_id, body, now=runtime.now(),
+                                               settings=runtime.settings)
+    _record(db, principal, action, broadcast)
     db.commit()
     if broadcast.status == "approved":
         after_approval(runtime, db, broadcast)
@@ -260,6 +306,8 @@ def put_broadcast(broadcast_id: int, body: BroadcastCreate, db: DbSession, princ
 
 @router.delete("/{broadcast_id}", status_code=204)
 def remove_broadcast(broadcast_id: int, db: DbSession, principal: CurrentPrincipal) -> Response:
+    broadcast = get_broadcast(db, principal, broadcast_id)
+    _record(db, principal, "broadcast.delete", broadcast)
     delete_broadcast(db, principal, broadcast_id)
     db.commit()
     return Response(status_code=204)
@@ -268,7 +316,12 @@ def remove_broadcast(broadcast_id: int, db: DbSession, principal: CurrentPrincip
 @router.post("/{broadcast_id}/submit")
 def post_submit(broadcast_id: int, db: DbSession, principal: CurrentPrincipal,
                 runtime: RuntimeDep) -> BroadcastPublic:
-    broadcast = submit_broadcast(db, principal, broadcast_id, now=runtime.now())
+    existing = get_broadcast(db, principal, broadcast_id)
+    action = _action(existing.priority, "broadcast.submit", "emergency.send")
+    with _emergency_guard(db, principal, existing.priority, action, f"broadcast:{broadcast_id}",
+                          existing.area_id, {"title": existing.title}):
+        broadcast = submit_broadcast(db, principal, broadcast_id, now=runtime.now())
+    _record(db, principal, action, broadcast)
     db.commit()
     return broadcast_public(db, broadcast)
 
@@ -276,8 +329,14 @@ def post_submit(broadcast_id: int, db: DbSession, principal: CurrentPrincipal,
 @router.post("/{broadcast_id}/review")
 def post_review(broadcast_id: int, body: ReviewIn, db: DbSession, principal: CurrentPrincipal,
                 runtime: RuntimeDep) -> BroadcastPublic:
-    broadcast = review_broadcast(db, principal, broadcast_id, approve=body.approve, comment=body.comment,
-                                 now=runtime.now(), lead=timedelta(seconds=runtime.settings.play_lead_s))
+    existing = get_broadcast(db, principal, broadcast_id)
+    action = (_action(existing.priority, "broadcast.approve", "emergency.confirm") if body.approve
+              else _action(existing.priority, "broadcast.reject", "emergency.reject"))
+    with _emergency_guard(db, principal, existing.priority, action, f"broadcast:{broadcast_id}",
+                          existing.area_id, {"title": existing.title, "comment": body.comment}):
+        broadcast = review_broadcast(db, principal, broadcast_id, approve=body.approve, comment=body.comment,
+                                     now=runtime.now(), lead=timedelta(seconds=runtime.settings.play_lead_s))
+    _record(db, principal, action, broadcast, comment=broadcast.review_comment)
     db.commit()
     if broadcast.status == "approved":
         after_approval(runtime, db, broadcast)
@@ -291,7 +350,11 @@ def post_cancel(broadcast_id: int, db: DbSession, principal: CurrentPrincipal, r
     plans; optionally air a cancellation message at once on the same targets."""
     body = body or CancelIn()
     now = runtime.now()
-    broadcast = cancel_broadcast(db, principal, broadcast_id, reason=body.reason, now=now)
+    existing = get_broadcast(db, principal, broadcast_id)
+    action = _action(existing.priority, "broadcast.cancel", "emergency.cancel")
+    with _emergency_guard(db, principal, existing.priority, action, f"broadcast:{broadcast_id}",
+                          existing.area_id, {"title": existing.title, "reason": body.reason}):
+        broadcast = cancel_broadcast(db, principal, broadcast_id, reason=body.reason, now=now)
     message: Broadcast | None = None
     if body.message_announcement_id is not None:
         areas, devices = target_codes(db, broadcast)
@@ -305,6 +368,8 @@ def post_cancel(broadcast_id: int, db: DbSession, principal: CurrentPrincipal, r
         request.confirm = owner.name if owner else ""
         message, _ = create_broadcast(db, principal, request, now=now, settings=settings)
         message.status = "approved"
+    _record(db, principal, action, broadcast, reason=broadcast.cancel_reason,
+            message_broadcast_id=message.id if message is not None else None)
     db.commit()
     _send(runtime, db, broadcast, Command(id=uuid.uuid4().hex, name="stop", issued_at=now,
                                           expires_at=now + timedelta(minutes=10),

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from agents.protocol import Plan, valid_agent_id
 from schedules import AreaTree
-from server import telemetry
+from server import audit, telemetry
 from server.api.deps import CurrentPrincipal, DbSession, RuntimeDep
 from server.api.schemas import DeviceCreate, DevicePublic, DeviceRegistered
 from server.coordinates import Latitude, Longitude, both_or_neither
@@ -22,11 +22,24 @@ from server.device_commands import (
     SentCommand,
     build_command,
     command_status,
+    record_no_answer,
     record_sent,
+    sent_from_event,
+    stored_command,
 )
 from server.directory import area_by_code, get_visible_device, load_tree, register_device, require, visible_devices
 from server.errors import Conflict, Invalid, NotFound
-from server.models import AgentPlan, Announcement, Area, AsRunEntry, Broadcast, BroadcastTarget, Device, DeviceStatus
+from server.models import (
+    AgentPlan,
+    Announcement,
+    Area,
+    AsRunEntry,
+    AuditEvent,
+    Broadcast,
+    BroadcastTarget,
+    Device,
+    DeviceStatus,
+)
 from server.permissions import Action, Principal
 from server.runtime import Runtime
 from server.security import new_token, token_digest
@@ -61,6 +74,8 @@ def post_device(body: DeviceCreate, db: DbSession, principal: CurrentPrincipal,
     check_point(body.latitude, body.longitude)
     device, token = register_device(db, principal, agent_id=body.agent_id, name=body.name,
                                     area_code=body.area_code, latitude=body.latitude, longitude=body.longitude)
+    audit.record(db, principal, "device.register", target=f"device:{device.agent_id}", area_id=device.area_id,
+                 details={"name": device.name, "area_code": body.area_code})
     db.commit()
     runtime.planner.recompile()  # a new cluster gets at once what its area already airs
     return DeviceRegistered(agent_id=device.agent_id, token=token)
@@ -124,6 +139,8 @@ def managed_device(db: DbSession, principal: CurrentPrincipal, agent_id: str, re
 def patch_device(agent_id: str, body: DeviceUpdate, db: DbSession, principal: CurrentPrincipal,
                  runtime: RuntimeDep) -> DevicePublic:
     device = managed_device(db, principal, agent_id, "changing this device needs the admin role")
+    before = {"name": device.name, "area_id": device.area_id, "latitude": device.latitude,
+              "longitude": device.longitude}
     moved = False
     if body.area_code is not None:
         area = area_by_code(db, body.area_code)
@@ -134,6 +151,11 @@ def patch_device(agent_id: str, body: DeviceUpdate, db: DbSession, principal: Cu
         device.name = body.name
     if "latitude" in body.model_fields_set:
         device.latitude, device.longitude = body.latitude, body.longitude
+    after = {"name": device.name, "area_id": device.area_id, "latitude": device.latitude,
+             "longitude": device.longitude}
+    changes = {key: {"old": before[key], "new": after[key]} for key in before if before[key] != after[key]}
+    audit.record(db, principal, "device.edit", target=f"device:{device.agent_id}", area_id=device.area_id,
+                 details={"changes": changes, **({"area_code": body.area_code} if moved else {})})
     db.commit()
     if moved:
         runtime.planner.recompile()  # it now airs what its new area airs
@@ -147,6 +169,7 @@ def rotate_secret(agent_id: str, db: DbSession, principal: CurrentPrincipal) -> 
     device = managed_device(db, principal, agent_id, "a new secret needs the admin role")
     token = new_token()
     device.token_hash = token_digest(token)
+    audit.record(db, principal, "device.rotate_secret", target=f"device:{device.agent_id}", area_id=device.area_id)
     db.commit()
     return DeviceRegistered(agent_id=device.agent_id, token=token)
 
@@ -160,6 +183,8 @@ def delete_device(agent_id: str, db: DbSession, principal: CurrentPrincipal, run
             or db.scalar(select(BroadcastTarget.id).where(BroadcastTarget.device_id == device.id).limit(1))
             is not None):
         raise Conflict(f"{agent_id} has an as-run history or is named in a broadcast: it cannot be removed")
+    audit.record(db, principal, "device.delete", target=f"device:{agent_id}", area_id=device.area_id,
+                 details={"name": device.name})
     db.delete(device)
     db.commit()
     runtime.planner.recompile()
@@ -277,23 +302,34 @@ def operated_device(db: Session, principal: Principal, agent_id: str) -> tuple[D
     return device, tree
 
 
-def command_public(runtime: Runtime, sent: SentCommand) -> CommandPublic:
+def command_public(runtime: Runtime, sent: SentCommand, stored: AuditEvent | None = None) -> CommandPublic:
+    """The command's state: the agent's answer from memory, else as stored in its audit event."""
     result = runtime.bridge.stats.command_results.get(sent.id)
+    status = command_status(sent, result, runtime.now())
+    error = result.error if result else ""
+    if result is None and stored is not None:
+        if stored.outcome in ("ok", "refused"):
+            status, error = ("ok" if stored.outcome == "ok" else "refused"), stored.result
+        elif status == "no_answer":
+            record_no_answer(stored)
     return CommandPublic(id=sent.id, agent_id=sent.agent_id, name=sent.name, sent_by=sent.sent_by,
-                         issued_at=sent.issued_at, expires_at=sent.expires_at,
-                         status=command_status(sent, result, runtime.now()),
-                         error=result.error if result else "", data=dict(result.data) if result else {})
+                         issued_at=sent.issued_at, expires_at=sent.expires_at, status=status, error=error,
+                         data=dict(result.data) if result else {})
 
 
 @router.post("/{agent_id}/commands", status_code=202)
 def post_command(agent_id: str, body: CommandIn, db: DbSession, principal: CurrentPrincipal,
                  runtime: RuntimeDep) -> CommandPublic:
-    device, tree = operated_device(db, principal, agent_id)
+    visible = get_visible_device(db, principal, agent_id)
+    with audit.refusals_recorded(db, principal, "device.command", target=f"device:{visible.agent_id}",
+                                 area_id=visible.area_id, details={"command": body.name, "args": body.args}):
+        device, tree = operated_device(db, principal, agent_id)
     command = build_command(db, principal, device, tree, body.name, body.args, now=runtime.now(),
                             public_url=runtime.settings.effective_public_url)
     if not runtime.bridge.connected:
         raise Conflict("the server is not connected to the broker; try again in a moment")
-    sent = record_sent(runtime.commands, command, device.agent_id, principal, body.args)
+    sent = record_sent(db, runtime.commands, command, device, principal, body.args)
+    db.commit()  # in the trail before the agent can answer (the answer updates this event)
     runtime.bridge.send_command(command, agent_id=device.agent_id)
     return command_public(runtime, sent)
 
@@ -302,7 +338,8 @@ def post_command(agent_id: str, body: CommandIn, db: DbSession, principal: Curre
 def get_command(agent_id: str, command_id: str, db: DbSession, principal: CurrentPrincipal,
                 runtime: RuntimeDep) -> CommandPublic:
     device, _tree = operated_device(db, principal, agent_id)
-    sent = runtime.commands.get(command_id)
+    stored = stored_command(db, command_id)
+    sent = runtime.commands.get(command_id) or (sent_from_event(stored) if stored is not None else None)
     if sent is None or sent.agent_id != device.agent_id:
-        raise NotFound(f"no command {command_id} for {agent_id} (results are kept for the last 10,000)")
-    return command_public(runtime, sent)
+        raise NotFound(f"no command {command_id} for {agent_id}")
+    return command_public(runtime, sent, stored)

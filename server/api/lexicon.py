@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 
+from server import audit
 from server.api.deps import CurrentPrincipal, DbSession
 from server.content import spoken_form
 from server.errors import Conflict, Forbidden, NotFound
@@ -55,6 +56,8 @@ def post_lexicon(body: LexiconCreate, db: DbSession, principal: CurrentPrincipal
     entry = LexiconEntry(term=body.term, spoken=body.spoken.strip(), created_by=principal.user_id)
     db.add(entry)
     db.flush()
+    audit.record(db, principal, "lexicon.add", target=f"lexicon:{entry.term}",
+                 details={"id": entry.id, "term": entry.term, "spoken": entry.spoken})
     return LexiconPublic.model_validate(entry)
 
 
@@ -64,6 +67,8 @@ def delete_lexicon(entry_id: int, db: DbSession, principal: CurrentPrincipal) ->
     entry = db.get(LexiconEntry, entry_id)
     if entry is None:
         raise NotFound(f"no lexicon entry {entry_id}")
+    audit.record(db, principal, "lexicon.delete", target=f"lexicon:{entry.term}",
+                 details={"id": entry.id, "term": entry.term, "spoken": entry.spoken})
     db.delete(entry)
 
 

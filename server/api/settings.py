@@ -12,6 +12,7 @@ from fastapi import APIRouter
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 
+from server import audit
 from server.api.deps import CurrentPrincipal, DbSession, RuntimeDep
 from server.app_settings import SettingsRejected, change_settings, require_installation_admin, setting_states
 
@@ -62,12 +63,19 @@ def get_settings(db: DbSession, principal: CurrentPrincipal, runtime: RuntimeDep
 @router.put("")
 def put_settings(body: SettingsChange, db: DbSession, principal: CurrentPrincipal,
                  runtime: RuntimeDep) -> list[SettingPublic]:
+    before = runtime.settings.model_dump(mode="json")
     try:
         effective = change_settings(db, runtime, principal, body.values)
     except SettingsRejected as exc:
         # The same structured 422 as a malformed body: one {"field", "message"} per refused key.
         raise RequestValidationError([{"loc": ("body", "values", key), "msg": message, "type": "value_error"}
                                       for key, message in exc.problems.items()]) from exc
+    after = effective.model_dump(mode="json")
+    for key in body.values:  # one event per key: "who changed max_upload_mb" is one filter away
+        audit.record(db, principal, "setting.change", target=f"setting:{key}",
+                     details={"old": audit.setting_value(key, before[key]),
+                              "new": audit.setting_value(key, after[key]),
+                              "console_value_removed": body.values[key] is None})
     db.commit()
     runtime.apply_settings(effective)
     return _listing(db, runtime)

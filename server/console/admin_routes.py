@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
@@ -21,11 +21,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from server.accounts import PASSWORD_MIN_LENGTH, admin_scope, areas_for_admin, list_users
+from server.api import audit as audit_api
 from server.api import reports as reports_api
 from server.api import settings as settings_api
 from server.api import users as users_api
 from server.api.deps import SESSION_COOKIE, DbSession, RuntimeDep
 from server.app_settings import require_installation_admin, setting_states
+from server.audit import ACTIONS, OUTCOMES
 from server.categories import CATEGORIES
 from server.console.routes import DEFAULT_TIMEZONE, _page_context, _render, _to_login, active_session, safe_next
 from server.coordinates import LATITUDE_RANGE, LONGITUDE_RANGE
@@ -47,6 +49,7 @@ def install(app: FastAPI) -> None:
     app.include_router(users_api.router)
     app.include_router(settings_api.router)
     app.include_router(reports_api.router)
+    app.include_router(audit_api.router)
     app.include_router(router)
 
     async def _password_change_required(request: Request, exc: Exception) -> Response:
@@ -214,6 +217,44 @@ def get_admin_settings(request: Request, db: DbSession, runtime: RuntimeDep) -> 
         return _refusal(request, active, runtime, 403)
     return _render(request, "admin_settings.html", {
         **_page_context(active), "states": setting_states(db, runtime)}, runtime)
+
+
+AUDIT_PER_PAGE = 50
+
+
+@router.get("/console/admin/audit", response_model=None)
+def get_admin_audit(request: Request, db: DbSession, runtime: RuntimeDep,
+                    date_from: Annotated[str | None, Query(max_length=40)] = None,
+                    date_to: Annotated[str | None, Query(max_length=40)] = None,
+                    action: Annotated[str | None, Query(max_length=64)] = None,
+                    user: Annotated[str | None, Query(max_length=64)] = None,
+                    area_code: Annotated[str | None, Query(max_length=32)] = None,
+                    target: Annotated[str | None, Query(max_length=200)] = None,
+                    outcome: Annotated[str | None, Query(max_length=16)] = None,
+                    page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
+    """The audit trail, filtered (the same rules and query as ``GET /api/v1/audit``), 50 events a page."""
+    active = active_session(request, db, runtime)
+    if active is None:
+        return _to_login(request)
+    managed = _managed_ids(db, active)
+    if not managed:
+        return _refusal(request, active, runtime, 403)
+    wanted = audit_api.audit_filter(date_from, date_to, action, user, area_code, target, outcome)
+    query = {k: v for k, v in (("date_from", wanted.date_from), ("date_to", wanted.date_to),
+                               ("action", wanted.action), ("user", wanted.user), ("area_code", wanted.area_code),
+                               ("target", wanted.target), ("outcome", wanted.outcome)) if v}
+    context: dict[str, Any] = {
+        **_page_context(active), "filter": wanted, "actions": ACTIONS, "outcomes": OUTCOMES,
+        "areas": [row.area for row in managed_tree(db, managed)], "query": urlencode(query), "found": None,
+        "error": False}
+    try:
+        context["found"] = audit_api.list_events(db, active.principal, wanted, page=page, per_page=AUDIT_PER_PAGE,
+                                                 timezone=runtime.settings.timezone or DEFAULT_TIMEZONE)
+    except Invalid:
+        context["error"] = True
+    except NotFound:
+        return _refusal(request, active, runtime, 404)
+    return _render(request, "admin_audit.html", context, runtime, status_code=422 if context["error"] else 200)
 
 
 # --- reports -------------------------------------------------------------------------------------------
