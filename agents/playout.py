@@ -8,10 +8,11 @@ on time), but it is skipped when its ``stop_at`` has passed or it was suspended 
 
 Start path, in order: the audio is verified and prepared `ARM_LEAD_S` before ``play_at``; the amplifier
 is switched on ``warmup_s`` before it; the checks run `PREROLL_S` before it, and from then until the start
-the garbage collector is paused; ``start_guard_s`` before it the loop's start gate opens and holds the
-loop until ``play_at`` (`agents.start_timing`), the instant is taken and the output started; only then,
-two loop turns later, the journal and the as-run outbox are written (in the simulator a thousand agents
-share the loop, and none may wait behind another's work).
+the garbage collector is paused; right after the checks the player primes its output (`prime_output`: on
+a Pi, aplay started and the sound card open, waiting for samples); ``start_guard_s`` before it the loop's
+start gate opens and holds the loop until ``play_at`` (`agents.start_timing`), the instant is taken and the
+output started; only then, two loop turns later, the journal and the as-run outbox are written (in the
+simulator a thousand agents share the loop, and none may wait behind another's work).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 from agents.agent_state import Running, resolve
 from agents.errors import FetchError, PlaybackError
 from agents.journal import SUSPENDED
-from agents.player import Prepared
+from agents.player import Prepared, prime_output, release_output
 from agents.protocol import (
     AsRunKind,
     PlanItem,
@@ -199,7 +200,15 @@ class Playout(Reporting):
         if self.volume.current != self._wanted_volume(item):
             await self.volume.apply(item.priority >= Priority.EMERGENCY)
         run = Running(item=item, started_at=0.0, offset_ms=offset_ms)
-        if not await self._begin(run, prepared, at):
+        # Within the pre-roll: the output process started and the sound card opened before the instant.
+        primed = prepared is not None and await prime_output(self._player, prepared, offset_ms)
+        begun = False
+        try:
+            begun = await self._begin(run, prepared, at)
+        finally:
+            if primed and not begun and prepared is not None:
+                release_output(self._player, prepared)  # no output process left holding the sound card
+        if not begun:
             return None
         return run, prepared, resume is not None
 

@@ -1,13 +1,10 @@
-"""Player backends: the file sink's records, and the ALSA path's decode-ahead and command plumbing."""
+"""Player backends: the file sink's records, and the ALSA path's decoding (its output: test_player_alsa.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
 import json
-import stat
-import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -52,36 +49,6 @@ async def test_file_sink_writes_stop_when_cancelled(tmp_path: Path) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert [json.loads(line)["event"] for line in sink.read_text().splitlines()] == ["start", "stop"]
-
-
-def fake_aplay(tmp_path: Path) -> Path:
-    """Stands in for aplay: records its arguments and the WAV header it was given."""
-    script = tmp_path / "aplay"
-    script.write_text(f"""#!{sys.executable}
-import json, sys, time
-wav = sys.argv[-1]
-header = open(wav, "rb").read(44)
-with open({str(tmp_path / "aplay.log")!r}, "a") as log:
-    log.write(json.dumps({{"args": sys.argv[1:], "riff": header[:4].decode(), "at": time.time()}}) + "\\n")
-""")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    return script
-
-
-async def test_alsa_player_decodes_ahead_and_plays_the_wav_on_the_device(tmp_path: Path) -> None:
-    audio = tmp_path / "a.mp3"
-    data = tone_mp3(audio)
-    player = AlsaPlayer(tmp_path / "decoded", device="hw:1,0", ffmpeg=ffmpeg_exe(),
-                        play_command=(str(fake_aplay(tmp_path)), "-q"))
-    entry = item("x", 0, duration_ms=500, data=data)
-    prepared = await player.prepare(audio, entry)
-    wav = prepared.detail
-    assert isinstance(wav, Path) and wav.read_bytes()[:4] == b"RIFF"
-    started = datetime.now(UTC).timestamp()
-    await player.play(prepared)
-    log = json.loads((tmp_path / "aplay.log").read_text())
-    assert log["args"] == ["-q", "-D", "hw:1,0", str(wav)] and log["riff"] == "RIFF"
-    assert log["at"] - started < 1.0
 
 
 async def test_alsa_player_reports_undecodable_audio(tmp_path: Path) -> None:
