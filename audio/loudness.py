@@ -29,6 +29,9 @@ from audio.errors import TranscodeError
 from audio.ffmpeg import ffmpeg_exe
 
 __all__ = [
+    "BAND_HIGHPASS_HZ",
+    "BAND_STOP_DB",
+    "BAND_STOP_HZ",
     "LIMITER_MARGIN_DB",
     "MAX_GAIN_DB",
     "MP3_PEAK_ALLOWANCE_DB",
@@ -38,6 +41,7 @@ __all__ = [
     "Loudness",
     "LoudnessTarget",
     "apply_filter",
+    "band_limit_filter",
     "compressor_filter",
     "encoded_check_filter",
     "gain_filter",
@@ -53,17 +57,35 @@ __all__ = [
 MAX_GAIN_DB = 30.0
 # ebur128's absolute gate: anything at or below this is silence as far as loudness goes.
 SILENCE_LUFS = -70.0
-# The limiter works on samples at 32 kHz; MP3 encoding and inter-sample peaks add up to about a
-# decibel and a half (a square wave's overshoot), so it is set this far below the ceiling: the limited
-# signal's true peak plus `MP3_PEAK_ALLOWANCE_DB` then clears the ceiling without decoding the MP3
-# (audio.prepare, docs/audio.md). Until 2026-11-27 this was 1.0 and every encoded file was decoded.
-LIMITER_MARGIN_DB = 2.0
-# What MP3 at 64 kbit/s (mono 32 kHz, LAME level 7) was measured to add to the true peak of the signal
-# it encodes: -0.5 ... +1.2 dB over pink/white/brown noise, tones up to 15 kHz, a square wave, clicks
-# and speech, limited or not. A true peak measured before the encoder plus this is taken as a bound
-# for the encoded file; when that bound does not clear the ceiling the MP3 itself is decoded and measured.
-MP3_PEAK_ALLOWANCE_DB = 1.5
+# The limiter works on samples at 32 kHz: the true peak of its output reads up to ~0.5 dB over its
+# limit on transients (clicks, pink noise), and MP3 adds up to `MP3_PEAK_ALLOWANCE_DB`; it is set this
+# far below the ceiling so that the limited signal's true peak plus the allowance clears the ceiling
+# without decoding the MP3 (audio.prepare, docs/audio.md). History: 1.0 until 2026-11-27 (every MP3
+# decoded), then 2.0 with a 1.5 dB allowance, 1.2 since the band limit (third round, same day).
+LIMITER_MARGIN_DB = 1.2
+# What MP3 at 64 kbit/s (mono 32 kHz, LAME level 7) was measured to add to the true peak of the
+# band-limited signal it encodes (`band_limit_filter`): -0.8 ... +0.1 dB over white/pink/brown noise,
+# sines at 1, 8, 12 and 15 kHz, a square wave, clicks, an fs/4 sine off its crests and espeak-ng speech,
+# limited or not, with both ffmpeg builds. Without the band limit it was up to +1.25 dB (white noise,
+# a 15 kHz tone: LAME's brick-wall low-pass at ~15.3 kHz) and 1.5 was used. The true peak measured
+# before the encoder plus this is taken as a bound for the encoded file; when that bound does not
+# clear the ceiling the MP3 itself is decoded and measured.
+MP3_PEAK_ALLOWANCE_DB = 0.5
 MEASURE_TIMEOUT_S = 900.0
+
+# The broadcast band (docs/audio.md, "Band limit"): horn loudspeakers reproduce roughly 300 Hz-7 kHz,
+# speech intelligibility (Vietnamese tones ride on the harmonics, consonant noise lies under ~8 kHz)
+# needs nothing above 8 kHz, and LAME at 64 kbit/s mono 32 kHz passes flat to 15 kHz and cuts
+# brick-wall at ~15.3 kHz, where its filter adds overshoot the limiter cannot see. So every item is
+# filtered before it is measured and limited: a gentle 2nd-order Butterworth high-pass (rumble only
+# costs amplifier power in a horn) and a 6th-order inverse-Chebyshev (type II) low-pass, flat (no
+# ripple) to within 0.2 dB up to 8 kHz, -3 dB at ~9.2 kHz and at least BAND_STOP_DB down from
+# BAND_STOP_HZ on: with the gain capped at MAX_GAIN_DB, nothing near the encoder's cut-off can come
+# back within 30 dB of full scale.
+BAND_HIGHPASS_HZ = 100.0
+BAND_STOP_HZ = 12000.0
+BAND_STOP_DB = 60.0
+BAND_LOWPASS_ORDER = 6
 # The check of an encoded file oversamples 4x (32 kHz -> 128 kHz, ffmpeg's default resampler)
 # instead of ebur128's 192 kHz in double precision: the same peaks within ebur128's 0.1 dB
 # rounding on the test signals, for half the CPU of that part (docs/audio.md). Its reading must clear
@@ -113,6 +135,44 @@ def measure_filter(*, peak: str = "true") -> str:
     # summary is logged at info level either way.  (``framelog=quiet`` would do the same but only
     # exists from ffmpeg 7; Debian 12 ships 5.1, which rejects it and fails the whole graph.)
     return "ebur128=framelog=verbose" + ("" if peak == "none" else f":peak={peak}")
+
+
+_Biquad = tuple[float, float, float, float, float]  # b0, b1, b2, a1, a2 (a0 = 1)
+
+
+def _inverse_chebyshev_sections(rate: int, stop_hz: float, stop_db: float, order: int) -> list[_Biquad]:
+    """Biquads (b0, b1, b2, a1, a2; a0 = 1) of a type-II Chebyshev low-pass, each with unity gain at DC.
+
+    Analogue prototype with its stopband edge at 1 rad/s, scaled to the pre-warped edge and mapped by
+    the bilinear transform: poles are the reciprocals of the type-I poles of ripple factor
+    1/sqrt(10^(stop_db/10) - 1), zeros lie on the imaginary axis at 1/cos(theta_k).
+    """
+    if order % 2 or not 0 < stop_hz < rate / 2:
+        raise ValueError("the low-pass needs an even order and a stopband edge under Nyquist")
+    eps = 1 / math.sqrt(10 ** (stop_db / 10) - 1)
+    mu = math.asinh(1 / eps) / order
+    edge = 2 * rate * math.tan(math.pi * stop_hz / rate)  # pre-warped, rad/s
+    k2 = 2.0 * rate
+    sections: list[_Biquad] = []
+    for k in range(1, order // 2 + 1):
+        theta = (2 * k - 1) * math.pi / (2 * order)
+        pole = edge / complex(-math.sinh(mu) * math.sin(theta), math.cosh(mu) * math.cos(theta))
+        zero_w = edge / math.cos(theta)  # zeros at +-j*zero_w
+        # Bilinear transform of (s^2 + w^2) / (s^2 - 2 Re(p) s + |p|^2), normalised to unity at DC.
+        b0, b1, b2 = k2 * k2 + zero_w**2, 2 * (zero_w**2 - k2 * k2), k2 * k2 + zero_w**2
+        m2, re2 = abs(pole) ** 2, 2 * pole.real
+        a0, a1, a2 = k2 * k2 - re2 * k2 + m2, 2 * (m2 - k2 * k2), k2 * k2 + re2 * k2 + m2
+        dc = (b0 + b1 + b2) / (a0 + a1 + a2)
+        sections.append((b0 / a0 / dc, b1 / a0 / dc, b2 / a0 / dc, a1 / a0, a2 / a0))
+    return sections
+
+
+def band_limit_filter(rate: int = 32000) -> str:
+    """The broadcast band limit at `rate` Hz (see BAND_STOP_HZ): high-pass, then the steep low-pass."""
+    stages = [f"highpass=f={BAND_HIGHPASS_HZ:g}:p=2"]  # Q 0.707: Butterworth
+    for b0, b1, b2, a1, a2 in _inverse_chebyshev_sections(rate, BAND_STOP_HZ, BAND_STOP_DB, BAND_LOWPASS_ORDER):
+        stages.append(f"biquad=b0={b0:.10g}:b1={b1:.10g}:b2={b2:.10g}:a0=1:a1={a1:.10g}:a2={a2:.10g}")
+    return ",".join(stages)
 
 
 def encoded_check_filter() -> str:
@@ -172,17 +232,27 @@ def parse_ebur128(log: str) -> Loudness:
     return Loudness(lufs=lufs, true_peak_db=true_peak, lra=lra)
 
 
-def measure(path: Path, *, downmix_mono: bool = False, timeout_s: float = MEASURE_TIMEOUT_S) -> Loudness:
+def measure(
+    path: Path, *, downmix_mono: bool = False, band_limited: bool = False, timeout_s: float = MEASURE_TIMEOUT_S
+) -> Loudness:
     """Integrated loudness, true peak and loudness range of the first audio stream of `path`.
 
     `downmix_mono` measures the file as it will sound after Loa's downmix to
-    the mono distribution format (what matters for a jingle or an upload).
+    the mono distribution format (what matters for a jingle or an upload);
+    `band_limited` (with `downmix_mono`) also resamples to 32 kHz and applies
+    `band_limit_filter`, as `audio.prepare` does before levelling a jingle.
     Streams the decode through ffmpeg: no memory grows with the file.
     """
     p = Path(path).absolute()  # "a:b.wav" must not be read as an ffmpeg protocol
     if not p.is_file():
         raise TranscodeError(f"{p}: no such file")
+    if band_limited and not downmix_mono:
+        raise ValueError("band_limited applies to the mono downmix")
     chain = ("aformat=channel_layouts=mono," if downmix_mono else "") + measure_filter()
+    if band_limited:
+        chain = (
+            f"aformat=sample_fmts=flt:sample_rates=32000:channel_layouts=mono,{band_limit_filter()},{measure_filter()}"
+        )
     cmd = [ffmpeg_exe(), "-hide_banner", "-nostdin", "-nostats", "-i", str(p), "-map", "0:a:0",
            "-af", chain, "-f", "null", "-"]  # fmt: skip
     try:

@@ -12,7 +12,9 @@ upload needs no more memory than a short one:
 
 1. **Analyse** (one decode of the upload): downmix to mono and resample to
    32 kHz once, find the silence at both ends (``silencedetect``), compress
-   (synthesised speech only, `audio.loudness.SPEECH_COMPRESSOR`), measure the
+   (synthesised speech only, `audio.loudness.SPEECH_COMPRESSOR`), band-limit
+   to the horns' band (`audio.loudness.band_limit_filter`: 100 Hz high-pass,
+   steep low-pass ~9 kHz, so nothing reaches LAME's own cut-off), measure the
    integrated loudness (``ebur128``), and write the result as a
    32-bit float mono WAV intermediate (7.7 MB a minute: a two-hour upload
    needs about 0.9 GB of temporary disk and no memory).
@@ -56,6 +58,7 @@ from audio.loudness import (
     Compressor,
     Loudness,
     LoudnessTarget,
+    band_limit_filter,
     compressor_filter,
     encoded_check_filter,
     gain_filter,
@@ -114,6 +117,9 @@ _ANALYSE_SHARE = 0.25  # share of the progress bar for pass 1 (pass 2 encodes: t
 # cut the CPU of each pass by a quarter to a third (docs/audio.md).
 _BATCH = "asetnsamples=n=16384:p=0"
 _WAV_INPUT = ("-f", "wav", "-max_size", "65536")  # only for WAV Loa wrote: other demuxers refuse the option
+# Every piece of a broadcast (content, chime, jingles) is band-limited at 32 kHz before the gain and
+# the limiter, in the graph that already resamples it (audio.loudness.band_limit_filter).
+_BAND = band_limit_filter(_RATE)
 
 
 @dataclass(frozen=True)
@@ -274,12 +280,14 @@ def _analyse(
     # silencedetect is cheap and runs in the decoder; ebur128 costs twice the decode and
     # gets its own process (and core).
     silence = f"silencedetect=n={SILENCE_THRESHOLD_DB:g}dB:d={SILENCE_MIN_S:g}"
+    # The band limit comes last, at 32 kHz, before the copy is measured: the loudness and peak are
+    # those of what the limiter and LAME will get (docs/audio.md, "Band limit").
     if dynamics:
         # Downmix first, then compress at the input's own rate (TTS engines speak at 16-24 kHz:
         # fewer samples for the costliest filter of this pass), then resample.
-        chain = f"{_BATCH},aformat=sample_fmts=flt:channel_layouts=mono,{silence},{dynamics},{fmt}"
+        chain = f"{_BATCH},aformat=sample_fmts=flt:channel_layouts=mono,{silence},{dynamics},{fmt},{_BAND}"
     else:
-        chain = f"{_BATCH},{fmt},{silence}"
+        chain = f"{_BATCH},{fmt},{silence},{_BAND}"
     decode_cmd = _ffmpeg_cmd(
         "-i", str(src), "-filter_complex", f"[0:a:0]{chain},asplit=2[file][pipe]",
         "-map", "[file]", "-c:a", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(intermediate),
@@ -351,8 +359,9 @@ class _RenderResult:
 def _encoded_estimate(pre: Loudness) -> Loudness:
     """The encoded file's loudness and a bound on its true peak, from the signal the encoder was fed.
 
-    MP3 at 64 kbit/s took 0.3-0.5 LU off every signal measured (`ENCODER_LOSS_LU` is the middle) and
-    changed the true peak by -0.5 ... +1.2 dB (`MP3_PEAK_ALLOWANCE_DB` is the bound used).
+    MP3 at 64 kbit/s took 0.3-0.5 LU off every signal measured (`ENCODER_LOSS_LU` is the middle) and,
+    the signal being band-limited first, changed the true peak by -0.8 ... +0.1 dB
+    (`MP3_PEAK_ALLOWANCE_DB` is the bound used).
     """
     if pre.is_silent:
         return pre
@@ -423,7 +432,7 @@ def _render(
             graph.append(f"anullsrc=r={_RATE}:cl=mono,atrim=end_sample={frames},{fmt}[{label}]")
         else:
             inputs.extend(["-i", str(piece.path)])
-            graph.append(f"[{n_inputs}:a:0]{fmt},{gain_filter(piece.gain_db)}[{label}]")
+            graph.append(f"[{n_inputs}:a:0]{fmt},{_BAND},{gain_filter(piece.gain_db)}[{label}]")
             n_inputs += 1
         labels.append(label)
 
@@ -500,8 +509,8 @@ def _render(
 
 def _piece_for(path: Path, target: LoudnessTarget) -> _Piece:
     info = probe(path)
-    loudness = measure(path, downmix_mono=True)
-    # Jingles are levelled like the content (a chime under 0.4 s measures as silence: gain 0).
+    loudness = measure(path, downmix_mono=True, band_limited=True)
+    # Jingles are band-limited and levelled like the content (a chime under 0.4 s measures as silence: gain 0).
     return _Piece(
         path=path, gain_db=_first_gain(loudness, target), duration_ms=info.duration_ms, peak_db=loudness.true_peak_db
     )

@@ -318,7 +318,7 @@ async def test_an_agent_primes_the_output_and_writes_the_first_samples_at_the_in
     record = json.loads(log.with_suffix(".json").read_text())
     assert len(primed) == 1 and record["spawned"][1] < play_at  # started within the pre-roll
     late_ms = (record["first"][1] - play_at) * 1000
-    assert 0 <= late_ms < 50, late_ms  # precision is the benchmark's business; here: no spawn at the start
+    assert -1 <= late_ms < 50, late_ms  # precision is the benchmark's business; here: no spawn at the start
     assert [e.kind for e in events if e.item_id == "on-time"] == ["started", "finished"]
 
 
@@ -334,7 +334,9 @@ async def test_an_agent_releases_a_primed_output_when_the_item_is_withdrawn_befo
         agent.on_message(Topics.plan("test-agent"),
                          encode(Plan(agent_id="test-agent", version=1, issued_at=datetime.now(UTC), items=(planned,))))
         play_at = planned.play_at.timestamp()
-        await asyncio.sleep(play_at - time.time() - 0.12)  # primed a pre-roll ahead, the gate opens 0.04 s ahead
+        # Primed a pre-roll (1.5 s here) ahead; withdrawn well before the gate opens (0.04 s ahead), with room
+        # for a loaded machine.
+        await asyncio.sleep(play_at - time.time() - 0.5)
         primed = children("rawrecorder", tmp_path)
         assert len(primed) == 1
         agent.on_message(Topics.plan("test-agent"),

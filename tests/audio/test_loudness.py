@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import re
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -11,13 +13,17 @@ import pytest
 from audio.errors import TranscodeError
 from audio.ffmpeg import ffmpeg_exe
 from audio.loudness import (
+    BAND_STOP_DB,
+    BAND_STOP_HZ,
     CHECK_PEAK_MARGIN_DB,
     MAX_GAIN_DB,
     SPEECH_COMPRESSOR,
     Compressor,
     Loudness,
     LoudnessTarget,
+    _inverse_chebyshev_sections,
     apply_filter,
+    band_limit_filter,
     compressor_filter,
     encoded_check_filter,
     gain_for,
@@ -92,8 +98,53 @@ def test_gain_is_capped_for_near_silence() -> None:
 def test_filter_string() -> None:
     chain = apply_filter(6.5, limiter_limit_db(LoudnessTarget()))
     assert chain.startswith("volume=6.500dB")
-    # Limited 1 dB under the -1.5 dBTP ceiling, without alimiter's auto-levelling and delay.
-    assert "alimiter=limit=0.668344" in chain and "level=0" in chain and "latency=1" in chain
+    # Limited 1.2 dB under the -1.5 dBTP ceiling (-2.7 dBFS), without alimiter's auto-levelling and delay.
+    assert "alimiter=limit=0.732825" in chain and "level=0" in chain and "latency=1" in chain
+
+
+def _response_db(sections: Sequence[tuple[float, ...]], freq: float, rate: int = 32000) -> float:
+    z = complex(math.cos(2 * math.pi * freq / rate), math.sin(2 * math.pi * freq / rate))
+    h = complex(1.0)
+    for b0, b1, b2, a1, a2 in sections:
+        h *= (b0 + b1 / z + b2 / z**2) / (1 + a1 / z + a2 / z**2)
+    return 20 * math.log10(abs(h))
+
+
+def test_band_limit_design() -> None:
+    """The low-pass keeps the speech band flat and is at least BAND_STOP_DB down from BAND_STOP_HZ."""
+    sections = _inverse_chebyshev_sections(32000, BAND_STOP_HZ, BAND_STOP_DB, 6)
+    assert all(abs(_response_db(sections, f)) < 0.01 for f in (100, 1000, 3000, 6000))
+    assert -0.25 < _response_db(sections, 8000) < 0
+    assert -4.0 < _response_db(sections, 9200) < -2.5
+    stopband = [_response_db(sections, f) for f in range(12000, 16001, 50)]
+    assert max(stopband) <= -BAND_STOP_DB + 0.01
+    for _b0, _b1, _b2, a1, a2 in sections:  # stable: both poles inside the unit circle
+        assert a2 < 1 and abs(a1) < 1 + a2
+    with pytest.raises(ValueError):
+        _inverse_chebyshev_sections(32000, 17000, 60, 6)
+
+
+@pytest.mark.parametrize(
+    ("freq", "low", "high"),
+    [
+        (50, -14.0, -11.0),
+        (1000, -0.1, 0.1),
+        (7000, -0.2, 0.1),
+        (12000, -200.0, -BAND_STOP_DB + 0.1),
+        (15000, -200.0, -BAND_STOP_DB + 0.1),
+    ],
+)
+def test_band_limit_in_ffmpeg(freq: int, low: float, high: float) -> None:
+    """The filter string does in ffmpeg what the design says (steady state of a 0 dBFS-ish tone)."""
+    stats = "astats=measure_perchannel=none:measure_overall=RMS_level"
+    chain = f"aformat=sample_fmts=dbl,{band_limit_filter()},atrim=start=0.5,{stats}"
+    log = subprocess.run(
+        [ffmpeg_exe(), "-hide_banner", "-nostdin", "-f", "lavfi", "-i", f"sine=f={freq}:r=32000:d=2",
+         "-af", chain, "-f", "null", "-"], capture_output=True, text=True, check=True,
+    ).stderr  # fmt: skip
+    rms = float(re.findall(r"RMS level dB:\s*(-?[\d.]+|-inf)", log)[-1])
+    sine_rms = 20 * math.log10(0.125 / math.sqrt(2))  # lavfi's sine has amplitude 1/8
+    assert low <= rms - sine_rms <= high, rms - sine_rms
 
 
 def test_compressor_threshold_follows_the_peak() -> None:
