@@ -6,8 +6,8 @@ skipped and reported, never played late and out of context. A resumed item is ex
 on time), but it is skipped when its ``stop_at`` has passed or it was suspended more than
 `RESUME_WINDOW_S` ago.
 
-Start path, in order: the audio is verified and prepared `ARM_LEAD_S` before ``play_at``; the amplifier
-is switched on ``warmup_s`` before it; the checks run `PREROLL_S` before it, and from then until the start
+Start path, in order: the audio is verified and prepared `ARM_LEAD_S` + 2 × pre-roll before ``play_at``;
+the amplifier is switched on ``warmup_s`` before it; the checks run `PREROLL_S` before it, and from then until the start
 the garbage collector is paused; right after the checks the player primes its output (`prime_output`: on
 a Pi, aplay started and the sound card open, waiting for samples); ``start_guard_s`` before it the loop's
 start gate opens and holds the loop until ``play_at`` (`agents.start_timing`), the instant is taken and the
@@ -115,7 +115,9 @@ class Playout(Reporting):
             warmup = self.amplifier.warmup_s
             if running is None and at - now > warmup:
                 self.amplifier.release()
-            if not await self._sleep_until(at - max(ARM_LEAD_S, warmup + 1.0)):
+            # Arming (fetch, verify, decode) ends before the pre-start checks begin; the simulator stretches
+            # the pre-roll with the fleet's size, and the arming window follows it.
+            if not await self._sleep_until(at - max(ARM_LEAD_S + 2 * self.settings.preroll_s, warmup + 1.0)):
                 continue  # something changed; look again
             await self._arm(upcoming)
             if not await self._sleep_until(at - max(warmup, self.settings.preroll_s)):
