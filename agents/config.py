@@ -94,6 +94,8 @@ class AgentConfig:
     probe_host: bool = True
     """Ask chrony/timesyncd and ModemManager for telemetry (off in the simulator)."""
     durable_journal: bool = True
+    memory_journal: bool = False
+    """The simulator's agents keep their journal in memory (see `agents.journal.Journal`); never on a Pi."""
     preroll_s: float = 0.25
     """How long before an item's start its checks run (a simulator with many agents in one loop needs more)."""
     start_guard_s: float = START_GUARD_S

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,14 +39,24 @@ SUSPENDED = "suspended"
 
 
 class Journal:
-    def __init__(self, path: Path, *, durable: bool = True) -> None:
+    def __init__(self, path: Path, *, durable: bool = True, in_memory: bool = False) -> None:
         self._path = path
         self._durable = durable
+        self._in_memory = in_memory
+        """The simulator's agents: one file descriptor each is their MQTT socket and nothing else (a file
+        journal holds three: database, WAL, shared memory), so that 10,000 fit under a 20,000-descriptor
+        limit. Nothing survives a restart but the session counter, which then starts from the wall clock."""
         self._db: sqlite3.Connection | None = None
         self._handled: dict[str, str] = {}
         """A read cache of the ``handled`` table: the playout asks about every item on every change."""
 
     def start(self) -> None:
+        if self._in_memory:
+            self._db = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            self._db.executescript(_SCHEMA)
+            self._put("session", str(time.time_ns() // 1000))  # in µs: above any session of an earlier run
+            self._handled = {}
+            return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -65,7 +65,8 @@ class AgentRuntime:
         self._clock = clock
         self.agent: Agent | None = None
         self.link: MqttLink | None = None
-        self._journal = Journal(config.state_dir / "journal.sqlite3", durable=config.durable_journal)
+        self._journal = Journal(config.state_dir / "journal.sqlite3", durable=config.durable_journal,
+                                in_memory=config.memory_journal)
 
     async def start(self) -> None:
         config = self.config

@@ -35,7 +35,7 @@ def sim_config(agent: SimulatedAgent, *, root: Path, mqtt_url: str, heartbeat_s:
     return AgentConfig(agent_id=agent.agent_id, state_dir=state_dir, mqtt_url=mqtt_url,
                        mqtt_username=agent.agent_id, mqtt_password=agent.token, token=agent.token,
                        player_backend="file", sink_path=state_dir / "sink.jsonl", heartbeat_s=heartbeat_s,
-                       probe_host=False, durable_journal=False)
+                       probe_host=False, durable_journal=False, memory_journal=True)
 
 
 class Simulator:

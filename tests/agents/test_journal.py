@@ -161,3 +161,16 @@ def test_everything_survives_closing_and_reopening(journal: Journal, path: Path)
         assert again.next_session() == session + 1
     finally:
         again.stop()
+
+
+def test_a_simulated_agents_memory_journal_opens_no_file_and_its_sessions_still_rise(path: Path) -> None:
+    first = Journal(path, durable=False, in_memory=True)
+    first.start()
+    sessions = [first.next_session(), first.next_session()]
+    first.stop()
+    again = Journal(path, durable=False, in_memory=True)
+    again.start()
+    sessions.append(again.next_session())
+    again.stop()
+    assert sessions[0] < sessions[1] < sessions[2]  # a restarted simulator's births are not taken as stale
+    assert not path.parent.exists()
