@@ -12,12 +12,13 @@ upload needs no more memory than a short one:
 
 1. **Analyse** (one decode of the upload): downmix to mono and resample to
    32 kHz once, find the silence at both ends (``silencedetect``), compress
-   (synthesised speech only, `audio.loudness.SPEECH_COMPRESSOR`), band-limit
-   to the horns' band (`audio.loudness.band_limit_filter`: 100 Hz high-pass,
-   steep low-pass ~9 kHz, so nothing reaches LAME's own cut-off), measure the
-   integrated loudness (``ebur128``), and write the result as a
-   32-bit float mono WAV intermediate (7.7 MB a minute: a two-hour upload
-   needs about 0.9 GB of temporary disk and no memory).
+   (synthesised speech only, `audio.loudness.SPEECH_COMPRESSOR`); then, in a
+   second ffmpeg on the other core, band-limit to the horns' band
+   (`audio.loudness.band_limit_filter`: 100 Hz high-pass, steep low-pass
+   ~9 kHz, so nothing reaches LAME's own cut-off), measure the integrated
+   loudness (``ebur128``), and write the result as a 32-bit float mono WAV
+   intermediate (7.7 MB a minute: a two-hour upload needs about 0.9 GB of
+   temporary disk and no memory).
 2. **Render** (from the intermediate): trim, apply the computed gain,
    join lead-in / chime / jingles / tail, limit, encode MP3 once.  The
    limiter's output is split (``asplit``) and piped, as a float WAV, to a
@@ -117,6 +118,8 @@ _ANALYSE_SHARE = 0.25  # share of the progress bar for pass 1 (pass 2 encodes: t
 # cut the CPU of each pass by a quarter to a third (docs/audio.md).
 _BATCH = "asetnsamples=n=16384:p=0"
 _WAV_INPUT = ("-f", "wav", "-max_size", "65536")  # only for WAV Loa wrote: other demuxers refuse the option
+# Taps of the resampler in the analysis pass (swresample's filter_size; its default is 32).
+_RESAMPLE_TAPS = 16
 # Every piece of a broadcast (content, chime, jingles) is band-limited at 32 kHz before the gain and
 # the limiter, in the graph that already resamples it (audio.loudness.band_limit_filter).
 _BAND = band_limit_filter(_RATE)
@@ -270,32 +273,32 @@ def _analyse(
 ) -> _Analysis:
     """Decode once into the intermediate; a second ffmpeg fed by a pipe analyses the same samples.
 
-    The decoder finds the silences and writes the WAV and a copy, as a WAV
-    stream, to its stdout; the analyser (loudness, sample peak) reads that on another core
-    and reports progress, so the analysis adds little wall time.  `dynamics`
-    (a compressor filter, or "") is applied after the silence detection, so the
-    intermediate and the loudness measured are those of the compressed audio.
+    The decoder downmixes, resamples and finds the silences, and streams the result as a float
+    WAV to its stdout; the analyser, on the other core, band-limits it, writes the intermediate
+    and measures it (loudness, sample peak), reporting progress.  `dynamics` (a compressor
+    filter, or "") is applied after the silence detection, so the intermediate and the loudness
+    measured are those of the compressed audio.
     """
-    fmt = f"aformat=sample_fmts=flt:sample_rates={_RATE}:channel_layouts=mono"
-    # silencedetect is cheap and runs in the decoder; ebur128 costs twice the decode and
-    # gets its own process (and core).
+    # Downmix first, then resample with a 16-tap filter (swresample's default, 32 taps, was a third of
+    # this pass's CPU): its softer transition only lets aliases through above ~12 kHz, which the band
+    # limit that follows removes (docs/audio.md, "Analysis pass").
+    mono = "aformat=sample_fmts=flt:channel_layouts=mono"
+    resample = f"aresample={_RATE}:filter_size={_RESAMPLE_TAPS},{mono}"
     silence = f"silencedetect=n={SILENCE_THRESHOLD_DB:g}dB:d={SILENCE_MIN_S:g}"
-    # The band limit comes last, at 32 kHz, before the copy is measured: the loudness and peak are
-    # those of what the limiter and LAME will get (docs/audio.md, "Band limit").
-    if dynamics:
-        # Downmix first, then compress at the input's own rate (TTS engines speak at 16-24 kHz:
-        # fewer samples for the costliest filter of this pass), then resample.
-        chain = f"{_BATCH},aformat=sample_fmts=flt:channel_layouts=mono,{silence},{dynamics},{fmt},{_BAND}"
-    else:
-        chain = f"{_BATCH},{fmt},{silence},{_BAND}"
+    # The decoder (decode, downmix, resample, silence detection, compression) and the analyser (band
+    # limit, intermediate file, loudness) each get a core: the band limit comes last, at 32 kHz, so the
+    # loudness and peak are those of what the limiter and LAME will get (docs/audio.md, "Band limit").
+    # A compressor works at the input's own rate (TTS engines speak at 16-24 kHz: fewer samples for
+    # the costliest filter of this pass), before the resampler.
+    chain = f"{_BATCH},{mono},{silence},{dynamics},{resample}" if dynamics else f"{_BATCH},{mono},{resample},{silence}"
     decode_cmd = _ffmpeg_cmd(
-        "-i", str(src), "-filter_complex", f"[0:a:0]{chain},asplit=2[file][pipe]",
-        "-map", "[file]", "-c:a", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(intermediate),
-        "-map", "[pipe]", "-c:a", "pcm_f32le", "-f", "wav", "pipe:1",
+        "-i", str(src), "-map", "0:a:0", "-af", chain, "-c:a", "pcm_f32le", "-f", "wav", "pipe:1",
     )  # fmt: skip
     analyse_cmd = _ffmpeg_cmd(
         *_WAV_INPUT, "-i", "pipe:0",
-        "-af", f"{_BATCH},{measure_filter(peak='sample')}", "-f", "null", "-progress", "pipe:1", "-",
+        "-filter_complex", f"[0:a:0]{_BATCH},{_BAND},asplit=2[file][m];[m]{measure_filter(peak='sample')}[null]",
+        "-map", "[file]", "-c:a", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(intermediate),
+        "-map", "[null]", "-f", "null", "-progress", "pipe:1", "-",
     )  # fmt: skip
     decode_log, analyse_log = work / "decode.log", work / "analyse.log"
     procs: list[subprocess.Popen[bytes]] = []
