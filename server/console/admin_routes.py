@@ -120,6 +120,18 @@ def _managed_ids(db: Session, active: ActiveSession) -> set[int]:
     return {int(i) for i in active.principal.areas_for(Action.MANAGE, load_tree(db))}
 
 
+def _admin_gate(request: Request, db: Session,
+                runtime: Runtime) -> tuple[ActiveSession, set[int]] | Response:
+    """The session and the areas it manages, or the page to show instead (log-in, or a 403 refusal)."""
+    active = active_session(request, db, runtime)
+    if active is None:
+        return _to_login(request)
+    managed = _managed_ids(db, active)
+    if not managed:
+        return _refusal(request, active, runtime, 403)
+    return active, managed
+
+
 def _is_installation_admin(db: Session, active: ActiveSession) -> bool:
     try:
         require_installation_admin(db, active.principal)
@@ -149,23 +161,20 @@ def managed_tree(db: Session, managed: set[int]) -> list[TreeRow]:
 
 @router.get("/console/admin", response_model=None)
 def get_admin_hub(request: Request, db: DbSession, runtime: RuntimeDep) -> Response:
-    active = active_session(request, db, runtime)
-    if active is None:
-        return _to_login(request)
-    if not _managed_ids(db, active):
-        return _refusal(request, active, runtime, 403)
+    gate = _admin_gate(request, db, runtime)
+    if isinstance(gate, Response):
+        return gate
+    active, _managed = gate
     return _render(request, "admin.html", {
         **_page_context(active), "installation_admin": _is_installation_admin(db, active)}, runtime)
 
 
 @router.get("/console/admin/areas", response_model=None)
 def get_admin_areas(request: Request, db: DbSession, runtime: RuntimeDep) -> Response:
-    active = active_session(request, db, runtime)
-    if active is None:
-        return _to_login(request)
-    managed = _managed_ids(db, active)
-    if not managed:
-        return _refusal(request, active, runtime, 403)
+    gate = _admin_gate(request, db, runtime)
+    if isinstance(gate, Response):
+        return gate
+    active, managed = gate
     return _render(request, "admin_areas.html", {**_page_context(active), "rows": managed_tree(db, managed),
                                                     "bounds": COORDINATE_BOUNDS},
                    runtime)
@@ -184,12 +193,10 @@ def agent_mqtt_url(runtime: Runtime) -> str:
 
 @router.get("/console/admin/devices", response_model=None)
 def get_admin_devices(request: Request, db: DbSession, runtime: RuntimeDep) -> Response:
-    active = active_session(request, db, runtime)
-    if active is None:
-        return _to_login(request)
-    managed = _managed_ids(db, active)
-    if not managed:
-        return _refusal(request, active, runtime, 403)
+    gate = _admin_gate(request, db, runtime)
+    if isinstance(gate, Response):
+        return gate
+    active, managed = gate
     devices = [(d, s, a) for d, s, a in visible_devices(db, active.principal) if a.id in managed]
     areas = [row.area for row in managed_tree(db, managed)]
     return _render(request, "admin_devices.html", {
@@ -233,12 +240,10 @@ def get_admin_audit(request: Request, db: DbSession, runtime: RuntimeDep,
                     outcome: Annotated[str | None, Query(max_length=16)] = None,
                     page: Annotated[int, Query(ge=1, le=100_000)] = 1) -> Response:
     """The audit trail, filtered (the same rules and query as ``GET /api/v1/audit``), 50 events a page."""
-    active = active_session(request, db, runtime)
-    if active is None:
-        return _to_login(request)
-    managed = _managed_ids(db, active)
-    if not managed:
-        return _refusal(request, active, runtime, 403)
+    gate = _admin_gate(request, db, runtime)
+    if isinstance(gate, Response):
+        return gate
+    active, managed = gate
     wanted = audit_api.audit_filter(date_from, date_to, action, user, area_code, target, outcome)
     query = {k: v for k, v in (("date_from", wanted.date_from), ("date_to", wanted.date_to),
                                ("action", wanted.action), ("user", wanted.user), ("area_code", wanted.area_code),
