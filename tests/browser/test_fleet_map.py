@@ -285,7 +285,8 @@ def test_filter_and_sort(fleet: System, open_page: Any) -> None:
     _dashboard(page, f"admin-{fleet.suffix}")
     ids = {name: f"t{fleet.suffix}-{name}" for name in ("a1", "a2", "b1", "c1")}
     assert sorted(_visible_rows(page)) == sorted(ids.values())
-    page.fill("#filter-text", "A2")
+    # The whole id, upper case: the run's random hex suffix may itself contain "a2".
+    page.fill("#filter-text", ids["a2"].upper())
     page.wait_for_function("() => document.querySelectorAll('#device-table tbody tr:not([hidden])').length === 1")
     assert _visible_rows(page) == [ids["a2"]]
     expect(page.locator("#device-shown")).to_contain_text("1 / 4")
