@@ -14,7 +14,7 @@ from server import audit
 from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from server.models import Area, AreaAlias, Device, DeviceStatus, LoginSession, RoleGrant, User
 from server.permissions import Action, Grant, Principal, Role
-from server.security import hash_password, new_token, token_digest, verify_password
+from server.security import hash_password, mosquitto_password_hash, new_token, token_digest, verify_password
 
 
 def load_tree(db: Session) -> AreaTree:
@@ -192,7 +192,7 @@ def register_device(db: Session, principal: Principal | None, *, agent_id: str, 
         raise Conflict(f"device {agent_id} is already registered")
     token = new_token()
     device = Device(agent_id=agent_id, name=name, area_id=area.id, token_hash=token_digest(token),
-                    latitude=latitude, longitude=longitude)
+                    broker_password_hash=mosquitto_password_hash(token), latitude=latitude, longitude=longitude)
     db.add(device)
     db.flush()
     db.add(DeviceStatus(device_id=device.id))

@@ -126,6 +126,9 @@ class Device(Base):
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     """sha256 of the agent's secret; the secret itself is shown once, at registration."""
+    broker_password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    """The same secret hashed for Mosquitto's password file (PBKDF2-SHA512, "$7$" format), written by
+    server.broker_accounts; None for devices registered before the server managed that file."""
     latitude: Mapped[float | None] = mapped_column(default=None)
     longitude: Mapped[float | None] = mapped_column(default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

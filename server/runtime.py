@@ -18,6 +18,7 @@ from server.alerts import AlertMonitor
 from server.app_settings import apply_stored_settings
 from server.bridge import MqttBridge
 from server.broker import EmbeddedBroker
+from server.broker_accounts import BrokerAccounts
 from server.content import Renderer, RenderOptions
 from server.db import Database
 from server.device_commands import CommandLog
@@ -43,6 +44,7 @@ class Runtime:
         """As the file and environment give them; ``settings`` adds the console's changes (app_settings.py)."""
         self.now = now
         self.db = Database(settings.effective_database_url)
+        self.broker_accounts = BrokerAccounts(lambda: self.settings, self.db)
         self.store = AudioStore(settings.audio_dir)
         self.tts = tts or default_chain(
             online=settings.tts_online, gtts_timeout_s=settings.gtts_timeout_s, espeak_voice=settings.espeak_voice,
@@ -102,6 +104,8 @@ class Runtime:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(self.db.start)
         await asyncio.to_thread(self._apply_stored_settings)
+        # Before the bridge connects: with a managed password file, the server's own account is in it.
+        await asyncio.to_thread(self.broker_accounts.sync)
         self.store.start()
         self.uploads_dir.mkdir(parents=True, exist_ok=True)
         self.live.start(asyncio.get_running_loop())

@@ -35,6 +35,14 @@ class Settings(BaseSettings):
     broker_password: str | None = None
     embedded_broker: bool = True
     """Start an amqtt broker in-process on broker_url's address (fine for a commune or small district)."""
+    broker_password_file: Path | None = None
+    """Mosquitto's password file, written by the server from the registered devices (docs/operations.md §3);
+    None leaves broker accounts to the operator."""
+    broker_static_password_file: Path | None = None
+    """Accounts the server does not manage (monitoring, bridges), copied first into broker_password_file."""
+    broker_reload_command: list[str] | None = None
+    """Run after broker_password_file changed, e.g. ["sudo", "-n", "systemctl", "reload", "mosquitto"];
+    None when something else reloads the broker (deploy/mosquitto/loa-broker-reload.path)."""
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = ""
@@ -112,6 +120,21 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
             raise ValueError("must look like mqtt://host:port or mqtts://host:port")
         return value
+
+    @field_validator("broker_reload_command")
+    @classmethod
+    def _reload_command(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or not value[0].strip()):
+            raise ValueError("must name a program, e.g. [\"systemctl\", \"reload\", \"mosquitto\"]")
+        return value
+
+    @model_validator(mode="after")
+    def _broker_accounts(self) -> Settings:
+        if self.broker_static_password_file is not None and self.broker_password_file is None:
+            raise ValueError("broker_static_password_file needs broker_password_file")
+        if self.broker_password_file is not None and self.broker_password_file == self.broker_static_password_file:
+            raise ValueError("broker_static_password_file must not be broker_password_file (the server rewrites it)")
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -42,7 +42,7 @@ from server.models import (
 )
 from server.permissions import Action, Principal
 from server.runtime import Runtime
-from server.security import new_token, token_digest
+from server.security import mosquitto_password_hash, new_token, token_digest
 
 router = APIRouter(prefix="/api/v1/devices", tags=["devices"])
 
@@ -72,13 +72,15 @@ def get_device(agent_id: str, db: DbSession, principal: CurrentPrincipal) -> Dev
 def post_device(body: DeviceCreate, db: DbSession, principal: CurrentPrincipal,
                 runtime: RuntimeDep) -> DeviceRegistered:
     check_point(body.latitude, body.longitude)
+    if body.agent_id == runtime.settings.broker_username:
+        raise Conflict(f"{body.agent_id} is the server's own broker account: choose another device id")
     device, token = register_device(db, principal, agent_id=body.agent_id, name=body.name,
                                     area_code=body.area_code, latitude=body.latitude, longitude=body.longitude)
     audit.record(db, principal, "device.register", target=f"device:{device.agent_id}", area_id=device.area_id,
                  details={"name": device.name, "area_code": body.area_code})
     db.commit()
     runtime.planner.recompile()  # a new cluster gets at once what its area already airs
-    return DeviceRegistered(agent_id=device.agent_id, token=token)
+    return DeviceRegistered(agent_id=device.agent_id, token=token, broker_account=runtime.broker_accounts.sync())
 
 
 # --- administration: edit, rotate the secret, remove (the console's admin pages) ----------------------
@@ -163,15 +165,16 @@ def patch_device(agent_id: str, body: DeviceUpdate, db: DbSession, principal: Cu
 
 
 @router.post("/{agent_id}/secret")
-def rotate_secret(agent_id: str, db: DbSession, principal: CurrentPrincipal) -> DeviceRegistered:
-    """A new secret, shown once; the old one stops working for audio downloads at once. With Mosquitto,
-    the broker's password file must be updated by hand too (docs/operations.md)."""
+def rotate_secret(agent_id: str, db: DbSession, principal: CurrentPrincipal, runtime: RuntimeDep) -> DeviceRegistered:
+    """A new secret, shown once; the old one stops working for audio downloads at once, and on the broker
+    at once when the server manages its password file (otherwise by hand, docs/operations.md)."""
     device = managed_device(db, principal, agent_id, "a new secret needs the admin role")
     token = new_token()
     device.token_hash = token_digest(token)
+    device.broker_password_hash = mosquitto_password_hash(token)
     audit.record(db, principal, "device.rotate_secret", target=f"device:{device.agent_id}", area_id=device.area_id)
     db.commit()
-    return DeviceRegistered(agent_id=device.agent_id, token=token)
+    return DeviceRegistered(agent_id=device.agent_id, token=token, broker_account=runtime.broker_accounts.sync())
 
 
 @router.delete("/{agent_id}", status_code=204)
@@ -187,6 +190,7 @@ def delete_device(agent_id: str, db: DbSession, principal: CurrentPrincipal, run
                  details={"name": device.name})
     db.delete(device)
     db.commit()
+    runtime.broker_accounts.sync()
     runtime.planner.recompile()
 
 

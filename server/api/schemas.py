@@ -52,6 +52,9 @@ class DeviceRegistered(BaseModel):
     agent_id: str
     token: str
     """The agent's secret, shown once: put it in the agent's configuration."""
+    broker_account: Literal["manual", "unchanged", "updated", "failed"] = "manual"
+    """What became of the agent's broker account (server.broker_accounts): "manual" when the operator
+    keeps Mosquitto's password file, "failed" when the server could not update it (see its log)."""
 
 
 class DevicePublic(BaseModel):

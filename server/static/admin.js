@@ -300,7 +300,7 @@
 
   function tomlString(value) { return JSON.stringify(String(value)); }
 
-  function showSecret(agentId, token) {
+  function showSecret(agentId, token, brokerAccount) {
     var box = document.getElementById("secret-box");
     document.getElementById("secret-agent").textContent = agentId;
     document.getElementById("secret-token").textContent = token;
@@ -320,6 +320,11 @@
     ].join("\n");
     document.getElementById("secret-broker").textContent =
       "sudo mosquitto_passwd /etc/mosquitto/loa.passwd " + agentId + "\nsudo systemctl reload mosquitto";
+    // "manual": the operator keeps Mosquitto's password file; otherwise the server does (or failed to).
+    var managed = brokerAccount === "updated" || brokerAccount === "unchanged";
+    document.getElementById("secret-broker-manual").hidden = !(brokerAccount === "manual" || !brokerAccount);
+    document.getElementById("secret-broker-updated").hidden = !managed;
+    document.getElementById("secret-broker-failed").hidden = brokerAccount !== "failed";
     box.hidden = false;
     box.scrollIntoView({ block: "start" });
   }
@@ -341,7 +346,7 @@
       .then(function (registered) {
         form.reset();
         ok(text("device_registered", registered.agent_id));
-        showSecret(registered.agent_id, registered.token);
+        showSecret(registered.agent_id, registered.token, registered.broker_account);
       }).catch(ignore).then(function () { busy(form, false); });
   }
 
@@ -383,7 +388,7 @@
       button.disabled = true;
       window.Loa.api("POST", devicePath(agentId) + "/secret").then(function (result) {
         ok(text("secret_rotated", agentId));
-        showSecret(result.agent_id, result.token);
+        showSecret(result.agent_id, result.token, result.broker_account);
       }).catch(ignore).then(function () { button.disabled = false; });
     } else if (button.classList.contains("device-remove")) {
       if (!window.confirm(text("confirm_remove", agentId))) { return; }

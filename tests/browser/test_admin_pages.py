@@ -85,6 +85,11 @@ def test_register_a_device_and_see_its_secret_once(console: Console, new_page: A
     config = page.locator("#secret-config").inner_text()
     assert f'agent_id = "{agent_id}"' in config and 'token_file = "/etc/loa-agent/secret"' in config
     assert "mqtt://" in config and "127.0.0.1" in config  # the demo's broker on this machine
+    # This system does not manage a broker password file: the operator's command is shown, nothing else.
+    expect(page.locator("#secret-broker-manual")).to_be_visible()
+    assert f"mosquitto_passwd /etc/mosquitto/loa.passwd {agent_id}" in page.locator("#secret-broker").inner_text()
+    expect(page.locator("#secret-broker-updated")).to_be_hidden()
+    expect(page.locator("#secret-broker-failed")).to_be_hidden()
     screenshot(page, "admin-devices")
     audio = "0" * 64
     with console.api(console.admin) as client:
