@@ -20,10 +20,10 @@ upload needs no more memory than a short one:
    intermediate (7.7 MB a minute: a two-hour upload needs about 0.9 GB of
    temporary disk and no memory).
 2. **Render** (from the intermediate): trim, apply the computed gain,
-   join lead-in / chime / jingles / tail, limit, encode MP3 once.  The
-   limiter's output is split (``asplit``) and piped, as a float WAV, to a
-   second ffmpeg that measures loudness and true peak
-   (`audio.loudness.encoded_check_filter`) on another core.
+   join lead-in / chime / jingles / tail, limit, encode MP3 once.  A second
+   ffmpeg on the other core runs the same (deterministic) filter graph on the
+   same inputs and measures loudness and true peak of its output
+   (`audio.loudness.encoded_check_filter`): exactly what LAME is fed.
 3. **Verify**: the encoded file's loudness is that measurement less
    `ENCODER_LOSS_LU`, its true peak at most that measurement plus
    `audio.loudness.MP3_PEAK_ALLOWANCE_DB`; the MP3 gets a decode-free sanity
@@ -410,11 +410,11 @@ def _render(
     on_time: Callable[[int], None],
     ceiling_db: float,
 ) -> _RenderResult:
-    """Encode once; the limiter's output is measured by a parallel ffmpeg fed through a pipe.
+    """Encode once; what LAME is fed is measured by a parallel ffmpeg running the same filter graph.
 
-    The encoder's filter graph ends in ``asplit``: one branch goes to LAME, the other, as a float WAV
-    stream, to a second ffmpeg on the other core that measures loudness and the 4x oversampled true
-    peak of exactly what LAME was given.  The encoded file's figures are derived from that
+    Every filter of the assembly is deterministic, so the second ffmpeg, on the other core, measures
+    loudness and the 4x oversampled true peak of exactly the samples LAME was given, without a copy
+    of them from the encoder.  The encoded file's figures are derived from that
     (`_encoded_estimate`); the MP3 is decoded and measured only when the derived peak bound does not
     clear `ceiling_db` by `CHECK_PEAK_MARGIN_DB`, or when the cheap sanity check of the file fails.
     `limit_db` None leaves the limiter out (the peaks are known to be well under it).
@@ -451,33 +451,37 @@ def _render(
         add(piece)
     joined = "".join(f"[{label}]" for label in labels)
     limiter = "" if limit_db is None else f",{limiter_filter(limit_db)}"
-    graph.append(f"{joined}concat=n={len(labels)}:v=0:a=1{limiter},asplit=2[out][pcm]")
+    graph.append(f"{joined}concat=n={len(labels)}:v=0:a=1{limiter}[out]")
+    assembly = ";".join(graph)
 
     read_fd, write_fd = os.pipe()
     encode_cmd = _ffmpeg_cmd(
-        *inputs, "-filter_complex", ";".join(graph), "-progress", f"pipe:{write_fd}",
+        *inputs, "-filter_complex", assembly, "-progress", f"pipe:{write_fd}",
         "-map", "[out]", "-c:a", _ENCODER, "-b:a", _BITRATE, "-compression_level", _COMPRESSION_LEVEL,
         "-ar", str(_RATE), "-ac", str(_CHANNELS),
         # No version strings or tags: the same input gives the same bytes (the store is content-addressed).
         "-fflags", "+bitexact", "-flags:a", "+bitexact", "-map_metadata", "-1", "-f", _CODEC, str(out),
-        "-map", "[pcm]", "-c:a", "pcm_f32le", "-f", "wav", "pipe:1",
     )  # fmt: skip
-    measure_cmd = _ffmpeg_cmd(*_WAV_INPUT, "-i", "pipe:0", "-af", encoded_check_filter(), "-f", "null", "-")
+    # The measurer runs the same assembly on the same inputs: every filter in it (trim, gain, concat,
+    # biquads, alimiter) is deterministic, sample by sample, so it measures exactly the samples LAME gets,
+    # without the encoder process having to copy them to it (docs/audio.md, "Benchmark: uploads").
+    measure_cmd = _ffmpeg_cmd(
+        *inputs, "-filter_complex", f"{assembly};[out]{encoded_check_filter()}[checked]",
+        "-map", "[checked]", "-f", "null", "-",
+    )  # fmt: skip
     encode_log, measure_log = work / "render.log", work / "measure.log"
     procs: list[subprocess.Popen[bytes]] = []
     with encode_log.open("wb") as elog, measure_log.open("wb") as mlog:
         try:
             encoder = subprocess.Popen(
-                encode_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=elog, pass_fds=(write_fd,)
+                encode_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=elog, pass_fds=(write_fd,)
             )
         finally:
             os.close(write_fd)
         procs.append(encoder)
         try:
-            measurer = subprocess.Popen(measure_cmd, stdin=encoder.stdout, stdout=subprocess.DEVNULL, stderr=mlog)
+            measurer = subprocess.Popen(measure_cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=mlog)
             procs.append(measurer)
-            assert encoder.stdout is not None
-            encoder.stdout.close()  # the measurer holds it now
             timer = threading.Timer(_timeout_for(total_ms), _kill_all, [procs])
             timer.start()
             try:
