@@ -10,15 +10,16 @@ TTS output held in memory.
 Everything streams through ffmpeg, file in and file out, so a two-hour
 upload needs no more memory than a short one:
 
-1. **Analyse** (one decode of the upload): downmix to mono and resample to
-   32 kHz once, find the silence at both ends (``silencedetect``), compress
-   (synthesised speech only, `audio.loudness.SPEECH_COMPRESSOR`); then, in a
-   second ffmpeg on the other core, band-limit to the horns' band
+1. **Analyse** (one decode of the upload): downmix to mono, compress
+   (synthesised speech only, `audio.loudness.SPEECH_COMPRESSOR`), resample to
+   32 kHz once and band-limit to the horns' band
    (`audio.loudness.band_limit_filter`: 100 Hz high-pass, steep low-pass
-   ~9 kHz, so nothing reaches LAME's own cut-off), measure the integrated
-   loudness (``ebur128``), and write the result as a 32-bit float mono WAV
+   ~9 kHz, so nothing reaches LAME's own cut-off); then, in a second ffmpeg
+   on the other core, measure the integrated loudness (``ebur128``) and
+   write the result as a 32-bit float mono WAV
    intermediate (7.7 MB a minute: a two-hour upload needs about 0.9 GB of
-   temporary disk and no memory).
+   temporary disk and no memory).  The silence at both ends is then found in
+   the intermediate itself (a memory-mapped scan from each end).
 2. **Render** (from the intermediate): trim, apply the computed gain,
    join lead-in / chime / jingles / tail, limit, encode MP3 once.  A second
    ffmpeg on the other core runs the same (deterministic) filter graph on the
@@ -50,6 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from audio.errors import TranscodeError
 from audio.ffmpeg import AudioSegment, ffmpeg_exe, mp3_gapless_duration_ms
 from audio.loudness import (
@@ -71,7 +74,7 @@ from audio.loudness import (
     parse_ebur128,
     parse_encoded_check,
 )
-from audio.probe import InvalidAudio, probe
+from audio.probe import InvalidAudio, ProbeResult, probe
 
 log = logging.getLogger(__name__)
 
@@ -207,45 +210,55 @@ class _Analysis:
     end_frame: int  # one past the last sample to keep
 
 
-_SILENCE_START_RE = re.compile(r"silence_start:\s*(-?\d+(?:\.\d+)?)")
-_SILENCE_END_RE = re.compile(r"silence_end:\s*(-?\d+(?:\.\d+)?)")
+def _sound_span(samples: np.ndarray, threshold: float) -> tuple[int, int] | None:
+    """Index of the first sample at or above `threshold` (absolute) and one past the last, or None.
+
+    Reads the intermediate from both ends in blocks, so a file with a few seconds of silence at each
+    end costs a few blocks, not a pass over the whole (it is memory-mapped, never read whole).
+    """
+    block = 1 << 16
+    first = None
+    for lo in range(0, len(samples), block):
+        loud = np.flatnonzero(np.abs(samples[lo : lo + block]) >= threshold)
+        if loud.size:
+            first = lo + int(loud[0])
+            break
+    if first is None:
+        return None
+    for hi in range(len(samples), first, -block):
+        lo = max(first, hi - block)
+        loud = np.flatnonzero(np.abs(samples[lo:hi]) >= threshold)
+        if loud.size:
+            return first, lo + int(loud[-1]) + 1
+    return first, first + 1
 
 
-def _silences(log_text: str) -> list[tuple[float, float | None]]:
-    """(start, end) of each silence silencedetect reported; end None when it ran to the end."""
-    events: list[tuple[float, float | None]] = []
-    for line in log_text.splitlines():
-        start = _SILENCE_START_RE.search(line)
-        if start:
-            events.append((float(start.group(1)), None))
-            continue
-        end = _SILENCE_END_RE.search(line)
-        if end and events and events[-1][1] is None:
-            events[-1] = (events[-1][0], float(end.group(1)))
-    return events
+def _trim_range(intermediate: Path, enabled: bool) -> tuple[int, int, int]:
+    """(frames, first frame to keep, one past the last) of the intermediate.
+
+    Silence at an end (every sample under SILENCE_THRESHOLD_DB) is cut when it lasts SILENCE_MIN_S or
+    more, keeping KEEP_BEFORE_MS before the first sound and KEEP_AFTER_MS after the last.  The scan
+    reads the band-limited intermediate, so a DC offset or rumble under 100 Hz counts as silence.
+    """
+    offset, frames = _wav_data(intermediate, 4)
+    if not enabled or frames == 0:
+        return frames, 0, frames
+    samples = np.memmap(intermediate, dtype="<f4", mode="r", offset=offset, shape=(frames,))
+    try:
+        span = _sound_span(samples, 10 ** (SILENCE_THRESHOLD_DB / 20))
+    finally:
+        del samples
+    if span is None:  # silence throughout: nothing to trim towards
+        return frames, 0, frames
+    min_silence = round(SILENCE_MIN_S * _RATE)
+    sound_start, sound_end = span
+    start = max(0, sound_start - round(KEEP_BEFORE_MS * _RATE / 1000)) if sound_start >= min_silence else 0
+    end = min(frames, sound_end + round(KEEP_AFTER_MS * _RATE / 1000)) if frames - sound_end >= min_silence else frames
+    return frames, start, end
 
 
-def _trim_range(silences: list[tuple[float, float | None]], frames: int, enabled: bool) -> tuple[int, int]:
-    if not enabled or frames == 0 or not silences:
-        return 0, frames
-    total_s = frames / _RATE
-    edge = 0.02
-    sound_start, sound_end = 0.0, total_s
-    first_start, first_end = silences[0]
-    if first_start <= edge:
-        sound_start = total_s if first_end is None else first_end
-    last_start, last_end = silences[-1]
-    if last_end is None or last_end >= total_s - edge:
-        sound_end = last_start
-    if sound_end <= sound_start:  # silence throughout: nothing to trim towards
-        return 0, frames
-    start = max(0.0, sound_start - KEEP_BEFORE_MS / 1000)
-    end = min(total_s, sound_end + KEEP_AFTER_MS / 1000)
-    return round(start * _RATE), min(frames, round(end * _RATE))
-
-
-def _wav_frames(path: Path, bytes_per_frame: int) -> int:
-    """Frames in a WAV ffmpeg wrote to a seekable file (RIFF, or RF64 beyond 4 GB)."""
+def _wav_data(path: Path, bytes_per_frame: int) -> tuple[int, int]:
+    """(offset of the samples, frames) in a WAV ffmpeg wrote to a seekable file (RIFF, or RF64 beyond 4 GB)."""
     with path.open("rb") as fh:
         header = fh.read(4096)
         size = fh.seek(0, os.SEEK_END)
@@ -257,46 +270,73 @@ def _wav_frames(path: Path, bytes_per_frame: int) -> int:
         if chunk == b"data":
             body = pos + 8
             data_len = size - body if length in (0, 0xFFFFFFFF) else min(length, size - body)
-            return data_len // bytes_per_frame
+            return body, data_len // bytes_per_frame
         pos += 8 + length + (length & 1)
     raise TranscodeError("intermediate WAV has no data chunk")
+
+
+class _Probing:
+    """`probe` on a thread: the analysis pass starts at the same time instead of ~70 ms later."""
+
+    def __init__(self, src: Path) -> None:
+        self._src = src
+        self._result: ProbeResult | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="loa-probe", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._result = probe(self._src)
+        except BaseException as exc:  # handed to the caller of result()
+            self._error = exc
+
+    def result(self) -> ProbeResult:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None
+        return self._result
 
 
 def _analyse(
     src: Path,
     intermediate: Path,
     work: Path,
-    duration_ms: int,
+    duration: int | _Probing,
     trim: bool,
-    on_time: Callable[[int], None],
+    progress_for: Callable[[int], Callable[[int], None]],
     dynamics: str = "",
 ) -> _Analysis:
     """Decode once into the intermediate; a second ffmpeg fed by a pipe analyses the same samples.
 
-    The decoder downmixes, resamples and finds the silences, and streams the result as a float
-    WAV to its stdout; the analyser, on the other core, band-limits it, writes the intermediate
-    and measures it (loudness, sample peak), reporting progress.  `dynamics` (a compressor
-    filter, or "") is applied after the silence detection, so the intermediate and the loudness
-    measured are those of the compressed audio.
+    The decoder downmixes, resamples and band-limits, and streams the result as a float WAV to its
+    stdout; the analyser, on the other core, writes the intermediate and measures it (loudness,
+    sample peak), reporting progress; then the silence at the ends is found in the intermediate.
+    `dynamics` (a compressor filter, or "") is applied before the resampler, so the intermediate
+    and the loudness measured are those of the compressed audio.  `duration` is the source's length in ms, or the
+    probe still running on it: its verdict comes first (a refused upload stops both ffmpegs), and
+    only then are the time-out and the progress bar (`progress_for(duration_ms)`) set up.
     """
     # Downmix first, then resample with a 16-tap filter (swresample's default, 32 taps, was a third of
     # this pass's CPU): its softer transition only lets aliases through above ~12 kHz, which the band
     # limit that follows removes (docs/audio.md, "Analysis pass").
     mono = "aformat=sample_fmts=flt:channel_layouts=mono"
     resample = f"aresample={_RATE}:filter_size={_RESAMPLE_TAPS},{mono}"
-    silence = f"silencedetect=n={SILENCE_THRESHOLD_DB:g}dB:d={SILENCE_MIN_S:g}"
-    # The decoder (decode, downmix, resample, silence detection, compression) and the analyser (band
-    # limit, intermediate file, loudness) each get a core: the band limit comes last, at 32 kHz, so the
-    # loudness and peak are those of what the limiter and LAME will get (docs/audio.md, "Band limit").
-    # A compressor works at the input's own rate (TTS engines speak at 16-24 kHz: fewer samples for
-    # the costliest filter of this pass), before the resampler.
-    chain = f"{_BATCH},{mono},{silence},{dynamics},{resample}" if dynamics else f"{_BATCH},{mono},{resample},{silence}"
+    # The decoder (decode, downmix, resample, compression, band limit) and the analyser (intermediate
+    # file, loudness) each get a core, about half the work each.  The band limit comes last, at 32 kHz,
+    # so the loudness and peak are those of what the limiter and LAME will get (docs/audio.md, "Band
+    # limit").  A compressor
+    # works at the input's own rate (TTS engines speak at 16-24 kHz: fewer samples for the costliest
+    # filter of this pass), before the resampler.  The silence at the ends is found afterwards, in the
+    # intermediate (`_trim_range`; silencedetect cost 0.1-0.15 s of CPU per 10 minutes here).
+    chain = f"{_BATCH},{mono},{dynamics},{resample},{_BAND}" if dynamics else f"{_BATCH},{mono},{resample},{_BAND}"
     decode_cmd = _ffmpeg_cmd(
         "-i", str(src), "-map", "0:a:0", "-af", chain, "-c:a", "pcm_f32le", "-f", "wav", "pipe:1",
     )  # fmt: skip
     analyse_cmd = _ffmpeg_cmd(
         *_WAV_INPUT, "-i", "pipe:0",
-        "-filter_complex", f"[0:a:0]{_BATCH},{_BAND},asplit=2[file][m];[m]{measure_filter(peak='sample')}[null]",
+        "-filter_complex", f"[0:a:0]{_BATCH},asplit=2[file][m];[m]{measure_filter(peak='sample')}[null]",
         "-map", "[file]", "-c:a", "pcm_f32le", "-rf64", "auto", "-f", "wav", str(intermediate),
         "-map", "[null]", "-f", "null", "-progress", "pipe:1", "-",
     )  # fmt: skip
@@ -310,10 +350,11 @@ def _analyse(
             procs.append(analyser)
             assert decoder.stdout is not None and analyser.stdout is not None
             decoder.stdout.close()  # the analyser holds it now
+            duration_ms = duration if isinstance(duration, int) else duration.result().duration_ms
             timer = threading.Timer(_timeout_for(duration_ms), _kill_all, [procs])
             timer.start()
             try:
-                _pump_progress(analyser.stdout, on_time)
+                _pump_progress(analyser.stdout, progress_for(duration_ms))
                 decode_rc, analyse_rc = decoder.wait(), analyser.wait()
             finally:
                 timer.cancel()
@@ -329,10 +370,9 @@ def _analyse(
     if analyse_rc != 0:
         raise TranscodeError(f"loudness analysis failed (ffmpeg exit {analyse_rc}): {_tail(analyse_log)}")
     loudness = parse_ebur128(analyse_log.read_text("utf-8", "replace"))  # true_peak_db: the sample peak
-    frames = _wav_frames(intermediate, 4)
+    frames, start, end = _trim_range(intermediate, trim)
     if frames == 0:
         raise InvalidAudio("the recording contains no sound that can be played")
-    start, end = _trim_range(_silences(decode_log.read_text("utf-8", "replace")), frames, trim)
     return _Analysis(loudness=loudness, frames=frames, start_frame=start, end_frame=end)
 
 
@@ -624,8 +664,8 @@ def _prepare(
     src, dst = Path(src).absolute(), Path(dst).absolute()
     bar = _Progress(progress)
     bar.report(0.0)
-    if duration_ms is None:
-        duration_ms = probe(src).duration_ms
+    # The probe (refusals, the duration) runs beside the chime/jingle measurements and the analysis.
+    duration: int | _Probing = _Probing(src) if duration_ms is None else duration_ms
     before: list[_Piece] = []
     after: list[_Piece] = []
     if chime is not None:
@@ -642,8 +682,8 @@ def _prepare(
     with tempfile.TemporaryDirectory(prefix="loa-prepare-", dir=work_dir) as tmp:
         work = Path(tmp).absolute()
         intermediate = work / "content.wav"
-        on_time = bar.stage(0.0, _ANALYSE_SHARE, duration_ms)
-        analysis = _analyse(src, intermediate, work, duration_ms, trim_silence, on_time, dynamics)
+        analysis = _analyse(src, intermediate, work, duration, trim_silence,
+                            lambda ms: bar.stage(0.0, _ANALYSE_SHARE, ms), dynamics)
         content_ms = round((analysis.end_frame - analysis.start_frame) * 1000 / _RATE)
         total_ms = content_ms + sum(p.duration_ms for p in (*before, *after))
         gain = _first_gain(analysis.loudness, target)
@@ -695,15 +735,15 @@ def _prepare(
         sha256, size = _install(out, dst)
     # Loa wrote this file itself: the format is known, and the LAME header it carries gives the
     # exact playing time, so no probe is needed (it would cost another ffmpeg run).
-    duration = mp3_gapless_duration_ms(dst)
-    if duration is None:
-        duration = probe(dst).duration_ms
+    played_ms = mp3_gapless_duration_ms(dst)
+    if played_ms is None:
+        played_ms = probe(dst).duration_ms
     bar.report(1.0)
     return PreparedAudio(
         path=dst,
         sha256=sha256,
         size_bytes=size,
-        duration_ms=duration,
+        duration_ms=played_ms,
         lufs=result.lufs,
         true_peak_db=result.true_peak_db,
         codec=_CODEC,

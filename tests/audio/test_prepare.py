@@ -350,3 +350,50 @@ def test_mp3_is_decoded_when_the_peak_bound_is_too_close(
     measured = measure(prepared.path)
     assert abs(prepared.lufs - measured.lufs) <= 0.2
     assert abs(prepared.true_peak_db - measured.true_peak_db) <= 0.2
+
+
+# --- the silence at the ends, found in the intermediate (audio.prepare._trim_range) -------------------
+
+
+def _float_wav(path: Path, samples: list[float]) -> Path:
+    """A mono 32 kHz float WAV like the analysis pass writes (ffmpeg's header, then the samples)."""
+    import array
+
+    raw = path.with_suffix(".f32")
+    raw.write_bytes(array.array("f", samples).tobytes())
+    subprocess.run([ffmpeg_exe(), "-v", "error", "-y", "-f", "f32le", "-ar", "32000", "-ac", "1", "-i", str(raw),
+                    "-c:a", "pcm_f32le", "-f", "wav", str(path)], check=True)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("lead_s", "tail_s", "expected"),
+    [
+        # 1 s of silence, 0.5 s of sound, 1 s of silence: 50 ms kept before, 150 ms after.
+        (1.0, 1.0, (32000 - 1600, 48000 + 4800)),
+        # Under SILENCE_MIN_S (0.25 s) of quiet at an end is part of the item, not silence.
+        (0.2, 1.0, (0, 6400 + 16000 + 4800)),
+        (1.0, 0.2, (32000 - 1600, 32000 + 16000 + 6400)),
+    ],
+)
+def test_silence_at_the_ends_is_found_in_the_intermediate(
+        tmp_path: Path, lead_s: float, tail_s: float, expected: tuple[int, int]) -> None:
+    from audio.prepare import _trim_range
+
+    lead, tail = round(lead_s * 32000), round(tail_s * 32000)
+    # -60 dBFS hiss in the "silence" (under the -50 dB threshold), a 0.1 full-scale sound between.
+    quiet = [0.001 * (-1) ** i for i in range(max(lead, tail))]
+    wav = _float_wav(tmp_path / "i.wav", quiet[:lead] + [0.1] * 16000 + quiet[:tail])
+    frames, start, end = _trim_range(wav, True)
+    assert frames == lead + 16000 + tail
+    assert (start, end) == expected
+    assert _trim_range(wav, False) == (frames, 0, frames)
+
+
+def test_an_intermediate_without_sound_or_without_samples_is_not_trimmed(tmp_path: Path) -> None:
+    from audio.prepare import _trim_range
+
+    assert _trim_range(_float_wav(tmp_path / "quiet.wav", [0.003] * 64000), True) == (64000, 0, 64000)
+    # A sound in the last block of a long file and one sample of it: found from both ends.
+    long = [0.0] * 200_000 + [-0.5] + [0.0] * 100
+    assert _trim_range(_float_wav(tmp_path / "late.wav", long), True) == (200_101, 200_000 - 1600, 200_101)
