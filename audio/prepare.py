@@ -314,9 +314,9 @@ def _analyse(
     stdout; the analyser, on the other core, writes the intermediate and measures it (loudness,
     sample peak), reporting progress; then the silence at the ends is found in the intermediate.
     `dynamics` (a compressor filter, or "") is applied before the resampler, so the intermediate
-    and the loudness measured are those of the compressed audio.  `duration` is the source's length in ms, or the
-    probe still running on it: its verdict comes first (a refused upload stops both ffmpegs), and
-    only then are the time-out and the progress bar (`progress_for(duration_ms)`) set up.
+    and the loudness measured are those of the compressed audio.  `duration` is the source's length
+    in ms, or the probe still running on it: its verdict comes first (a refused upload stops both
+    ffmpegs), and only then are the time-out and the progress bar (`progress_for(duration_ms)`) set up.
     """
     # Downmix first, then resample with a 16-tap filter (swresample's default, 32 taps, was a third of
     # this pass's CPU): its softer transition only lets aliases through above ~12 kHz, which the band
@@ -326,10 +326,10 @@ def _analyse(
     # The decoder (decode, downmix, resample, compression, band limit) and the analyser (intermediate
     # file, loudness) each get a core, about half the work each.  The band limit comes last, at 32 kHz,
     # so the loudness and peak are those of what the limiter and LAME will get (docs/audio.md, "Band
-    # limit").  A compressor
-    # works at the input's own rate (TTS engines speak at 16-24 kHz: fewer samples for the costliest
-    # filter of this pass), before the resampler.  The silence at the ends is found afterwards, in the
-    # intermediate (`_trim_range`; silencedetect cost 0.1-0.15 s of CPU per 10 minutes here).
+    # limit").  A compressor works at the input's own rate (TTS engines speak at 16-24 kHz: fewer
+    # samples for the costliest filter of this pass), before the resampler.  The silence at the ends
+    # is found afterwards, in the intermediate (`_trim_range`; silencedetect cost 0.1-0.15 s of CPU
+    # per 10 minutes here).
     chain = f"{_BATCH},{mono},{dynamics},{resample},{_BAND}" if dynamics else f"{_BATCH},{mono},{resample},{_BAND}"
     decode_cmd = _ffmpeg_cmd(
         "-i", str(src), "-map", "0:a:0", "-af", chain, "-c:a", "pcm_f32le", "-f", "wav", "pipe:1",
