@@ -21,7 +21,7 @@ console applies at the next one.
 `AlertMonitor` evaluates every device on a periodic job and, cheaply, just the devices named in live
 events (heartbeats, state changes, failed plays) soon after they arrive; it publishes ``{"type":
 "alert"}`` events on the live bus (with ``agent_id``, so the console's per-user filter applies) and
-hands newly opened alerts to the notifier.
+hands newly opened and resolved alerts to the notifier.
 """
 
 from __future__ import annotations
@@ -170,12 +170,12 @@ def sort_key(alert: Sortable) -> tuple[int, int, float]:
 
 class AlertMonitor:
     def __init__(self, db: Database, live: LiveBus, *, settings: Callable[[], Settings],
-                 now: Callable[[], datetime], on_opened: Callable[[], object] | None = None) -> None:
+                 now: Callable[[], datetime], notify: Callable[[], object] | None = None) -> None:
         self._db = db
         self._live = live
         self._settings = settings
         self._now = now
-        self._on_opened = on_opened
+        self._notify = notify
         self._lock = threading.Lock()
         self._as_run_cursor: int | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -188,9 +188,9 @@ class AlertMonitor:
             self.evaluate()
         except Exception:
             log.exception("alert evaluation failed")
-        if self._on_opened is not None:
+        if self._notify is not None:
             try:
-                self._on_opened()
+                self._notify()
             except Exception:
                 log.exception("alert notification failed")
 
@@ -305,8 +305,8 @@ class AlertMonitor:
     async def _evaluate_soon(self, agent_ids: set[str]) -> None:
         try:
             changes = await asyncio.to_thread(self.evaluate, agent_ids)
-            if self._on_opened is not None and any(c.action == "opened" for c in changes):
-                await asyncio.to_thread(self._on_opened)
+            if self._notify is not None and any(c.action in ("opened", "resolved") for c in changes):
+                await asyncio.to_thread(self._notify)
         except Exception:
             log.exception("alert evaluation on live events failed")
 

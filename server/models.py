@@ -376,6 +376,9 @@ class Alert(Base):
     notified_at: Mapped[datetime | None] = mapped_column(default=None)
     notify_attempts: Mapped[int] = mapped_column(Integer, default=0)
     notify_error: Mapped[str] = mapped_column(Text, default="")
+    resolve_notified_at: Mapped[datetime | None] = mapped_column(default=None)
+    """When the channels that were told of the alert were told it resolved (condition rules only)."""
+    resolve_notify_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class AppSetting(Base):

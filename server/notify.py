@@ -1,11 +1,17 @@
-"""Telling people outside the console that an alert opened: e-mail (SMTP) and a signed JSON webhook.
+"""Telling people outside the console that an alert opened, and that it resolved: e-mail (SMTP) and a
+signed JSON webhook.
 
 `Notifier.deliver_due()` runs in a worker thread (the alert job's, or one started for a live event),
 never on the event loop: smtplib and the webhook call block, each with a timeout. Every alert opened in
 the last day and not yet resolved is sent once to each configured channel; a failure is recorded on the
 alert (``notify_attempts``, ``notify_error``) and retried with backoff (30 s, 1, 2, 4 min) up to
-``MAX_ATTEMPTS``; ``notified_at`` is set when every channel took it. Nothing here ever raises to the
-caller: a broken mail server must not stop the alert job.
+``MAX_ATTEMPTS``; ``notified_at`` is set when every channel took it. When a condition alert that was
+notified resolves by itself (the device is back online, the disk was cleared), a second notice says so,
+with the same retries (``resolve_notified_at``, ``resolve_notify_attempts``): whoever was paged learns
+that it is over. An alert that opened and resolved before its first notice went out is never sent at
+all (a device that drops off for a minute and comes back is nobody's business), and event alerts
+(failed plays), which a person resolves by acknowledging them, get no resolution notice. Nothing here
+ever raises to the caller: a broken mail server must not stop the alert job.
 
 The webhook body is JSON; ``X-Loa-Signature: sha256=<hex>`` is the HMAC-SHA256 of the exact body bytes
 with the server's ``secret_key``, so the receiver can check that the alert came from this server.
@@ -30,6 +36,7 @@ from zoneinfo import ZoneInfo
 import httpx
 from sqlalchemy import select
 
+from server.alerts import CONDITION_RULES
 from server.db import Database
 from server.models import Alert, Area, Device
 from server.settings import Settings
@@ -67,6 +74,23 @@ class AlertNotice:
     device_name: str
     area_code: str
     area_name: str
+    resolved_at: datetime | None = None
+    """Set for a notice that the alert resolved."""
+
+    @property
+    def event(self) -> str:
+        return "alert.opened" if self.resolved_at is None else "alert.resolved"
+
+
+def duration_text(start: datetime, end: datetime) -> str:
+    """``2 giờ 5 phút``, ``12 phút``, ``dưới 1 phút``."""
+    minutes = int((end - start).total_seconds() // 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours and minutes:
+        return f"{hours} giờ {minutes} phút"
+    if hours:
+        return f"{hours} giờ"
+    return f"{minutes} phút" if minutes else "dưới 1 phút"
 
 
 def local_time(value: datetime | str | None, timezone: str) -> str:
@@ -109,9 +133,23 @@ def email_message(notice: AlertNotice, settings: Settings) -> EmailMessage:
     severity = SEVERITY_WORDS.get(notice.severity, notice.severity)
     base = settings.effective_public_url
     message = EmailMessage()
-    message["Subject"] = f"[Loa] {severity}: {rule} – {notice.device_name} ({notice.area_name})"
     message["From"] = settings.smtp_from
     message["To"] = ", ".join(settings.alert_email_to)
+    if notice.resolved_at is not None:
+        message["Subject"] = f"[Loa] Đã hết: {rule} – {notice.device_name} ({notice.area_name})"
+        message.set_content("\n".join([
+            f"Đã hết cảnh báo: {rule}",
+            f"Cụm loa: {notice.device_name} ({notice.agent_id})",
+            f"Địa bàn: {notice.area_name} ({notice.area_code})",
+            f"Bắt đầu: {local_time(notice.opened_at, timezone)}, kết thúc: {local_time(notice.resolved_at, timezone)}"
+            f" (giờ Việt Nam), kéo dài {duration_text(notice.opened_at, notice.resolved_at)}.",
+            "",
+            f"Xem cụm loa: {base}/console/devices/{notice.agent_id}",
+            "",
+            "Thư này do hệ thống Loa gửi tự động.",
+        ]))
+        return message
+    message["Subject"] = f"[Loa] {severity}: {rule} – {notice.device_name} ({notice.area_name})"
     message.set_content("\n".join([
         f"Cảnh báo: {rule}",
         f"Mức độ: {severity}",
@@ -130,12 +168,15 @@ def email_message(notice: AlertNotice, settings: Settings) -> EmailMessage:
 
 def webhook_body(notice: AlertNotice, settings: Settings, now: datetime) -> bytes:
     base = settings.effective_public_url
-    payload = {"event": "alert.opened", "sent_at": now.isoformat(), "alert": {
+    alert: dict[str, Any] = {
         "id": notice.alert_id, "rule": notice.rule, "severity": notice.severity, "params": notice.params,
         "opened_at": notice.opened_at.isoformat(),
         "device": {"agent_id": notice.agent_id, "name": notice.device_name,
                    "url": f"{base}/console/devices/{notice.agent_id}"},
-        "area": {"code": notice.area_code, "name": notice.area_name}}}
+        "area": {"code": notice.area_code, "name": notice.area_name}}
+    if notice.resolved_at is not None:
+        alert["resolved_at"] = notice.resolved_at.isoformat()
+    payload = {"event": notice.event, "sent_at": now.isoformat(), "alert": alert}
     return json.dumps(payload, ensure_ascii=False, sort_keys=True).encode("utf-8")
 
 
@@ -157,10 +198,10 @@ def send_email(message: EmailMessage, settings: Settings) -> None:
         smtp.send_message(message)
 
 
-def post_webhook(body: bytes, settings: Settings) -> None:
+def post_webhook(body: bytes, settings: Settings, event: str = "alert.opened") -> None:
     response = httpx.post(settings.alert_webhook_url, content=body, timeout=TIMEOUT_S, headers={
         "Content-Type": "application/json", SIGNATURE_HEADER: signature(settings.secret_key, body),
-        "X-Loa-Event": "alert.opened", "User-Agent": "Loa"})
+        "X-Loa-Event": event, "User-Agent": "Loa"})
     response.raise_for_status()
 
 
@@ -170,9 +211,10 @@ class Notifier:
         self._settings = settings
         self._now = now
         self._busy = threading.Lock()
-        self._next_try: dict[int, datetime] = {}
-        self._delivered: set[tuple[int, str]] = set()
-        """(alert id, channel) already taken, so a retry resends only the channel that failed."""
+        self._next_try: dict[tuple[int, str], datetime] = {}
+        """(alert id, event) -> not before."""
+        self._delivered: set[tuple[int, str, str]] = set()
+        """(alert id, event, channel) already taken, so a retry resends only the channel that failed."""
 
     def deliver_due(self) -> int:
         """Send what is due; returns how many alerts were fully notified. Never raises."""
@@ -201,48 +243,67 @@ class Notifier:
             return 0
         now = self._now()
         with self._db.session() as db:
-            rows = db.execute(
+            opened = db.execute(
                 select(Alert, Device, Area).join(Device, Device.id == Alert.device_id)
                 .join(Area, Area.id == Device.area_id)
                 .where(Alert.notified_at.is_(None), Alert.resolved_at.is_(None),
                        Alert.notify_attempts < MAX_ATTEMPTS, Alert.opened_at >= now - NOTIFY_WINDOW)
                 .order_by(Alert.id)).all()
+            resolved = db.execute(
+                select(Alert, Device, Area).join(Device, Device.id == Alert.device_id)
+                .join(Area, Area.id == Device.area_id)
+                .where(Alert.notified_at.is_not(None), Alert.resolved_at.is_not(None),
+                       Alert.resolve_notified_at.is_(None), Alert.rule.in_(CONDITION_RULES),
+                       Alert.resolve_notify_attempts < MAX_ATTEMPTS, Alert.resolved_at >= now - NOTIFY_WINDOW)
+                .order_by(Alert.id)).all()
             notices = [AlertNotice(alert_id=a.id, rule=a.rule, severity=a.severity, params=dict(a.params),
                                    opened_at=a.opened_at, agent_id=d.agent_id, device_name=d.name,
-                                   area_code=ar.code, area_name=ar.name)
-                       for a, d, ar in rows if self._next_try.get(a.id, now) <= now]
+                                   area_code=ar.code, area_name=ar.name, resolved_at=a.resolved_at if closing else None)
+                       for rows, closing in ((opened, False), (resolved, True)) for a, d, ar in rows]
         done = 0
         for notice in notices:
+            key = (notice.alert_id, notice.event)
+            if self._next_try.get(key, now) > now:
+                continue
             errors = self._send(notice, channels, settings, now)
             with self._db.session() as db:
                 alert = db.get(Alert, notice.alert_id)
                 if alert is None:
                     continue
-                alert.notify_attempts += 1
+                closing = notice.resolved_at is not None
+                if closing:
+                    alert.resolve_notify_attempts += 1
+                    attempts = alert.resolve_notify_attempts
+                else:
+                    alert.notify_attempts += 1
+                    attempts = alert.notify_attempts
                 alert.notify_error = "; ".join(errors)[:2000]
                 if errors:
-                    delay = FIRST_RETRY_S * 2 ** (alert.notify_attempts - 1)
-                    self._next_try[notice.alert_id] = now + timedelta(seconds=delay)
-                    log.warning("alert %d not notified (attempt %d): %s", notice.alert_id, alert.notify_attempts,
-                                alert.notify_error)
+                    self._next_try[key] = now + timedelta(seconds=FIRST_RETRY_S * 2 ** (attempts - 1))
+                    log.warning("%s of alert %d not notified (attempt %d): %s", notice.event, notice.alert_id,
+                                attempts, alert.notify_error)
+                    continue
+                if closing:
+                    alert.resolve_notified_at = self._now()
                 else:
                     alert.notified_at = self._now()
-                    self._next_try.pop(notice.alert_id, None)
-                    done += 1
+                self._next_try.pop(key, None)
+                done += 1
         return done
 
     def _send(self, notice: AlertNotice, channels: list[str], settings: Settings, now: datetime) -> list[str]:
         errors = []
         for channel in channels:
-            if (notice.alert_id, channel) in self._delivered:
+            key = (notice.alert_id, notice.event, channel)
+            if key in self._delivered:
                 continue
             try:
                 if channel == "email":
                     send_email(email_message(notice, settings), settings)
                 else:
-                    post_webhook(webhook_body(notice, settings, now), settings)
+                    post_webhook(webhook_body(notice, settings, now), settings, notice.event)
             except Exception as exc:  # any failure of a channel is recorded, never raised
                 errors.append(f"{channel}: {type(exc).__name__}: {exc}")
             else:
-                self._delivered.add((notice.alert_id, channel))
+                self._delivered.add(key)
         return errors

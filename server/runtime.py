@@ -70,7 +70,7 @@ class Runtime:
         self.commands = CommandLog()  # commands sent from the console, for their acknowledgement read-back
         self.notifier = Notifier(self.db, settings=lambda: self.settings, now=now)
         self.alerts = AlertMonitor(self.db, self.live, settings=lambda: self.settings, now=now,
-                                   on_opened=self.notifier.deliver_due)
+                                   notify=self.notifier.deliver_due)
 
     @property
     def uploads_dir(self) -> Path:

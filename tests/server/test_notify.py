@@ -252,3 +252,76 @@ def test_nothing_is_sent_without_a_channel(db: Database) -> None:
     alert_id = open_alert(db, clock)
     assert Notifier(db, settings=lambda: settings(), now=clock).deliver_due() == 0
     assert alert_row(db, alert_id).notify_attempts == 0
+
+
+def resolve(db: Database, alert_id: int, at: datetime) -> None:
+    with db.session() as session:
+        alert = session.get(Alert, alert_id)
+        assert alert is not None
+        alert.resolved_at = at
+
+
+def test_whoever_was_told_of_an_alert_is_told_it_resolved(
+        db: Database, smtp: tuple[Sink, int], webhook: Hook) -> None:
+    sink, port = smtp
+    clock = Clock()
+    alert_id = open_alert(db, clock)
+    config = settings(smtp_host="127.0.0.1", smtp_port=port, alert_email_to=["a@xa.example"],
+                      alert_webhook_url=webhook.url)
+    notifier = Notifier(db, settings=lambda: config, now=clock)
+    assert notifier.deliver_due() == 1
+    clock.at += timedelta(hours=2, minutes=5)
+    resolve(db, alert_id, clock.at)  # the device is back
+    assert notifier.deliver_due() == 1
+    assert len(sink.messages) == 2 and len(webhook.received) == 2
+    message = sink.messages[1][1]
+    assert str(message["Subject"]) == "[Loa] Đã hết: Cụm loa mất kết nối – Cụm loa Thôn Tân Lập (Xã Tân Trào)"
+    body = message.get_content()
+    assert "Bắt đầu: 05/03/2026 08:30, kết thúc: 05/03/2026 10:35 (giờ Việt Nam), kéo dài 2 giờ 5 phút." in body
+    headers, raw = webhook.received[1]
+    assert headers["x-loa-event"] == "alert.resolved"
+    assert headers[SIGNATURE_HEADER.lower()] == "sha256=" + hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+    payload = json.loads(raw)
+    assert payload["event"] == "alert.resolved" and payload["alert"]["id"] == alert_id
+    assert payload["alert"]["resolved_at"] == clock.at.isoformat()
+    row = alert_row(db, alert_id)
+    assert row.resolve_notified_at == clock.at and row.resolve_notify_attempts == 1
+    assert notifier.deliver_due() == 0  # once
+    assert len(sink.messages) == 2 and len(webhook.received) == 2
+
+
+def test_no_resolution_notice_for_an_unsent_alert_or_an_acknowledged_event(
+        db: Database, webhook: Hook) -> None:
+    clock = Clock()
+    config = [settings()]  # no channel yet
+    notifier = Notifier(db, settings=lambda: config[0], now=clock)
+    blip = open_alert(db, clock)
+    notifier.deliver_due()
+    clock.at += timedelta(minutes=1)
+    resolve(db, blip, clock.at)  # opened and resolved before anyone was told
+    failed = open_alert(db, clock, rule="play_failed", broadcast_id=7, count=1)
+    config[0] = settings(alert_webhook_url=webhook.url)
+    assert notifier.deliver_due() == 1  # only the failed play
+    resolve(db, failed, clock.at)  # an operator acknowledged it: that resolves it
+    assert notifier.deliver_due() == 0
+    assert [json.loads(body)["event"] for _headers, body in webhook.received] == ["alert.opened"]
+    assert alert_row(db, blip).notify_attempts == 0 and alert_row(db, blip).resolve_notify_attempts == 0
+
+
+def test_a_failed_resolution_notice_is_retried_with_backoff(db: Database, webhook: Hook) -> None:
+    clock = Clock()
+    alert_id = open_alert(db, clock)
+    notifier = Notifier(db, settings=lambda: settings(alert_webhook_url=webhook.url), now=clock)
+    notifier.deliver_due()
+    resolve(db, alert_id, clock.at)
+    webhook.status[0] = 503
+    assert notifier.deliver_due() == 0
+    row = alert_row(db, alert_id)
+    assert row.resolve_notify_attempts == 1 and row.resolve_notified_at is None and "503" in row.notify_error
+    assert notifier.deliver_due() == 0 and alert_row(db, alert_id).resolve_notify_attempts == 1  # backoff
+    webhook.status[0] = 200
+    clock.at += timedelta(seconds=31)
+    assert notifier.deliver_due() == 1
+    assert alert_row(db, alert_id).resolve_notified_at == clock.at
+    assert [json.loads(body)["event"] for _h, body in webhook.received] == [
+        "alert.opened", "alert.resolved", "alert.resolved"]
