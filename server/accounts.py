@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from schedules import AreaId, AreaTree
+from server import audit
 from server.directory import create_user, load_tree
 from server.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from server.models import Area, LoginSession, RoleGrant, User
@@ -86,6 +87,7 @@ def change_password(db: Session, principal: Principal, *, current: str, new: str
     user.failed_logins = 0
     user.locked_until = None
     _end_sessions(db, user.id, keep_token=keep_token)
+    audit.record(db, principal, "auth.password_change", target=f"user:{user.username}")
 
 
 # --- scope --------------------------------------------------------------------------------------------

@@ -16,11 +16,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
+from server.db import Database
 from server.errors import Forbidden, ServerError
 from server.models import AuditEvent, User
 from server.permissions import Principal
@@ -28,12 +31,13 @@ from server.permissions import Principal
 log = logging.getLogger(__name__)
 
 ACTIONS: tuple[str, ...] = (
-    "auth.login_failed", "auth.lockout",
+    "auth.login", "auth.logout", "auth.password_change", "auth.login_failed", "auth.lockout",
     "device.command", "device.register", "device.edit", "device.rotate_secret", "device.delete",
     "broadcast.create", "broadcast.update", "broadcast.delete", "broadcast.submit", "broadcast.approve",
     "broadcast.reject", "broadcast.cancel",
     "emergency.send", "emergency.confirm", "emergency.reject", "emergency.cancel",
-    "announcement.approve", "announcement.reject",
+    "announcement.create", "announcement.approve", "announcement.reject",
+    "inbox.schedule", "inbox.decline",
     "user.create", "user.disable", "user.enable", "user.reset_password", "user.grant", "user.revoke",
     "area.create", "area.edit", "area.alias_add", "area.alias_remove",
     "setting.change",
@@ -73,6 +77,18 @@ def setting_value(key: str, value: Any) -> Any:
         parts = urlsplit(value)
         return f"{parts.scheme}://{parts.hostname or ''}/…" if parts.scheme else "…"
     return value
+
+
+def purge_expired(db: Database, now: datetime, retention_days: int) -> int:
+    """Delete events older than `retention_days` (0: none); returns how many went."""
+    if retention_days <= 0:
+        return 0
+    with db.session() as session:
+        deleted = session.execute(delete(AuditEvent).where(AuditEvent.at < now - timedelta(days=retention_days)))
+        count = int(getattr(deleted, "rowcount", 0) or 0)
+    if count:
+        log.info("deleted %d audit event(s) older than %d day(s)", count, retention_days)
+    return count
 
 
 def record(db: Session, actor: Actor, action: str, *, target: str, area_id: int | None = None,

@@ -25,6 +25,7 @@ from audio.render import DISTRIBUTION_MIME, render_speech
 from audio.store import AudioStore
 from audio.tts import TtsEngine
 from schedules import AreaId
+from server import audit
 from server.db import Database
 from server.directory import area_by_code, load_tree, require
 from server.errors import Conflict, Forbidden, NotFound
@@ -52,6 +53,8 @@ def create_announcement(db: Session, principal: Principal, *, title: str, text: 
                                 created_by=principal.user_id, review_status="submitted", audio_status="pending")
     db.add(announcement)
     db.flush()
+    audit.record(db, principal, "announcement.create", target=f"announcement:{announcement.id}", area_id=area.id,
+                 details={"title": title, "kind": "tts", "characters": len(text)})
     return announcement
 
 
@@ -69,6 +72,8 @@ def create_upload(db: Session, principal: Principal, *, title: str, area_id: int
                                 created_by=principal.user_id, review_status="submitted", audio_status="pending")
     db.add(announcement)
     db.flush()
+    audit.record(db, principal, "announcement.create", target=f"announcement:{announcement.id}", area_id=area_id,
+                 details={"title": title, "kind": "upload", "file": upload_name[:255]})
     return announcement
 
 

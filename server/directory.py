@@ -138,6 +138,7 @@ def login(db: Session, *, username: str, password: str, now: datetime, lifetime:
         raise Unauthorized(LOGIN_REFUSED)
     user.failed_logins = 0
     user.locked_until = None
+    audit.record(db, user, "auth.login", target=f"user:{user.username}")  # committed with the session
     token, csrf = new_token(), new_token()
     db.execute(delete(LoginSession).where(LoginSession.expires_at < now))
     db.add(LoginSession(token_hash=token_digest(token), user_id=user.id, csrf_token=csrf,
@@ -177,7 +178,13 @@ def resolve_session(db: Session, token: str, now: datetime, *, allow_password_ch
 
 
 def logout(db: Session, token: str) -> None:
-    db.execute(delete(LoginSession).where(LoginSession.token_hash == token_digest(token)))
+    session = db.scalar(select(LoginSession).where(LoginSession.token_hash == token_digest(token)))
+    if session is None:
+        return
+    user = db.get(User, session.user_id)
+    if user is not None:
+        audit.record(db, user, "auth.logout", target=f"user:{user.username}")
+    db.delete(session)
 
 
 # --- devices ----------------------------------------------------------------------------------------

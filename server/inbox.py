@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from schedules import AreaId, AreaTree
 from schedules.broadcasts import next_programme_slot
+from server import audit
 from server.api.schemas import BroadcastCreate
 from server.broadcasts import create_broadcast
 from server.directory import load_tree
@@ -116,6 +117,8 @@ def decline_entry(db: Session, principal: Principal, entry_id: int, *, reason: s
     entry.reason = reason.strip()
     entry.decided_by = principal.user_id
     entry.decided_at = now
+    audit.record(db, principal, "inbox.decline", target=f"broadcast:{entry.bulletin_id}", area_id=entry.area_id,
+                 details={"reason": entry.reason})
     return entry
 
 
@@ -140,6 +143,11 @@ def schedule_entry(db: Session, principal: Principal, entry_id: int, body: Broad
     entry.broadcast_id = broadcast.id
     entry.decided_by = principal.user_id
     entry.decided_at = now
+    # The commune's own broadcast airs on its loudspeakers: recorded like any broadcast created.
+    audit.record(db, principal, "inbox.schedule", target=f"broadcast:{broadcast.id}", area_id=entry.area_id,
+                 details={"bulletin_id": entry.bulletin_id, "title": broadcast.title,
+                          "area_codes": list(request.area_codes), "agent_ids": list(request.agent_ids)},
+                 result=broadcast.status)
     return entry, broadcast
 
 

@@ -14,6 +14,7 @@ from audio.loudness import LoudnessTarget
 from audio.probe import UploadLimits
 from audio.store import AudioStore
 from audio.tts import TtsEngine, default_chain
+from server import audit
 from server.alerts import AlertMonitor
 from server.app_settings import apply_stored_settings
 from server.bridge import MqttBridge
@@ -124,6 +125,8 @@ class Runtime:
             "evaluate-alerts": (self.alerts.run, 30.0),
             "purge-telemetry": (lambda: purge_expired(self.db, self.now(), self.settings.telemetry_retention_days),
                                 3600.0),
+            "purge-audit": (lambda: audit.purge_expired(self.db, self.now(), self.settings.audit_retention_days),
+                            86400.0),
         })
         self.jobs.start()
         await asyncio.to_thread(self.planner.recompile)

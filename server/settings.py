@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     telemetry_sample_s: int = Field(default=300, ge=30, le=3600)
     """At most one stored telemetry sample per device per this many seconds (heartbeats come every 30 s)."""
     telemetry_retention_days: int = Field(default=8, ge=1, le=400)
+    audit_retention_days: int = Field(default=1825, ge=0, le=36500)
+    """Audit events older than this are deleted (daily); 0 keeps them all. At least 365 otherwise, and
+    only in the configuration file: the console cannot shorten the trail of its own users' actions."""
     map_tile_url: str = ""
     """Optional map tiles, e.g. https://tiles.example.vn/{z}/{x}/{y}.png; empty draws the map locally."""
     alert_offline_minutes: int = Field(default=10, ge=1, le=24 * 60)
@@ -119,6 +122,13 @@ class Settings(BaseSettings):
         parsed = urlparse(value)
         if parsed.scheme not in ("mqtt", "mqtts") or not parsed.hostname:
             raise ValueError("must look like mqtt://host:port or mqtts://host:port")
+        return value
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _audit_retention(cls, value: int) -> int:
+        if 0 < value < 365:
+            raise ValueError("keep the audit trail at least 365 days (or 0: for ever)")
         return value
 
     @field_validator("broker_reload_command")

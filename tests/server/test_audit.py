@@ -24,14 +24,17 @@ import paho.mqtt.client as mqtt
 import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
 from sqlalchemy import select
 
 from agents.protocol import CommandResult, Topics, encode
+from server import audit
 from server.app import create_app
 from server.directory import create_user
 from server.models import AuditEvent
 from server.permissions import Role
 from server.runtime import Runtime
+from server.settings import Settings
 from tests.server.accounts_app import PASSWORD, AccountsApp, start
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -74,9 +77,16 @@ def last_id(app: AccountsApp) -> int:
         return db.scalar(select(AuditEvent.id).order_by(AuditEvent.id.desc()).limit(1)) or 0
 
 
-def events_since(app: AccountsApp, since: int) -> list[AuditEvent]:
+SESSION_EVENTS = ("auth.login", "auth.logout")
+
+
+def events_since(app: AccountsApp, since: int, *, sessions: bool = False) -> list[AuditEvent]:
+    """Events after `since`; the log-ins the tests make on the way are left out unless `sessions`."""
+    query = select(AuditEvent).where(AuditEvent.id > since).order_by(AuditEvent.id)
+    if not sessions:
+        query = query.where(AuditEvent.action.not_in(SESSION_EVENTS))
     with app.runtime.db.session() as db:
-        return list(db.scalars(select(AuditEvent).where(AuditEvent.id > since).order_by(AuditEvent.id)).all())
+        return list(db.scalars(query).all())
 
 
 def only_event(app: AccountsApp, since: int) -> AuditEvent:
@@ -473,6 +483,65 @@ def test_log_in_failures_and_the_lockout_are_recorded_without_the_password(app: 
     assert "bat-ky" not in json.dumps(event.details)
 
 
+def test_log_in_log_out_and_a_password_change_are_recorded(app: AccountsApp) -> None:
+    with app.runtime.db.session() as db:
+        create_user(db, username="tam", password=PASSWORD, full_name="Tâm",
+                    grants=[(Role.EDITOR, app.area_ids["XA"])])
+    since = last_id(app)
+    headers = app.login("tam")
+    changed = app.client.post("/api/v1/auth/password", headers=headers,
+                              json={"current_password": PASSWORD, "new_password": "mat-khau-moi-cua-tam-2"})
+    assert changed.status_code == 204, changed.text
+    assert app.client.post("/api/v1/auth/logout", headers=headers).status_code == 204
+    found = events_since(app, since, sessions=True)
+    assert [(e.action, e.username, e.target, e.outcome) for e in found] == [
+        ("auth.login", "tam", "user:tam", "ok"), ("auth.password_change", "tam", "user:tam", "ok"),
+        ("auth.logout", "tam", "user:tam", "ok")]
+    assert all(e.user_id is not None for e in found)
+    for event in found:
+        no_secret(event, "mat-khau-moi-cua-tam-2")
+    # The console's own log-in form goes through the same code.
+    since = last_id(app)
+    page = app.client.post("/login", data={"username": "tam", "password": "mat-khau-moi-cua-tam-2"},
+                           follow_redirects=False)
+    app.client.cookies.clear()
+    assert page.status_code in (302, 303), page.text
+    assert [e.action for e in events_since(app, since, sessions=True)] == ["auth.login"]
+
+
+def test_writing_an_announcement_is_recorded(app: AccountsApp, users: Users) -> None:
+    since = last_id(app)
+    created = app.client.post("/api/v1/announcements", headers=users["editor-a"],
+                              json={"title": "Lịch tiêm chủng", "text": "Tiêm chủng ngày 05/12.", "area_code": "XA"})
+    assert created.status_code == 201, created.text
+    event = only_event(app, since)
+    check(event, app, action="announcement.create", username="editor-a", target=f"announcement:{created.json()['id']}",
+          area="XA")
+    assert event.details == {"title": "Lịch tiêm chủng", "kind": "tts", "characters": 22}
+    since = last_id(app)
+    refused = app.client.post("/api/v1/announcements", headers=users["editor-b"],
+                              json={"title": "x", "text": "y", "area_code": "XA"})
+    assert refused.status_code in (403, 404)
+    assert events_since(app, since) == []  # nothing was written, so nothing is recorded as written
+
+
+def test_events_past_the_retention_period_are_deleted_and_the_period_has_a_floor(app: AccountsApp) -> None:
+    now = datetime.now(UTC)
+    with app.runtime.db.session() as db:
+        for age_days, target in ((800, "old"), (400, "older-than-a-year"), (10, "recent")):
+            db.add(AuditEvent(at=now - timedelta(days=age_days), username="x", action="area.edit",
+                              target=f"retention:{target}", details={}, outcome="ok", result=""))
+    assert audit.purge_expired(app.runtime.db, now, 0) == 0  # 0 keeps everything
+    assert audit.purge_expired(app.runtime.db, now, 730) == 1
+    assert audit.purge_expired(app.runtime.db, now, 365) == 1
+    with app.runtime.db.session() as db:
+        left = set(db.scalars(select(AuditEvent.target).where(AuditEvent.target.like("retention:%"))).all())
+    assert left == {"retention:recent"}
+    assert Settings(audit_retention_days=0).audit_retention_days == 0
+    with pytest.raises(ValidationError, match="at least 365 days"):
+        Settings(audit_retention_days=30)
+
+
 # --- reading the trail --------------------------------------------------------------------------------------
 
 def listed(app: AccountsApp, headers: dict[str, str], **params: Any) -> dict[str, Any]:
@@ -490,9 +559,8 @@ def test_a_commune_admin_reads_only_their_communes_events(app: AccountsApp, user
     assert {"device:dev-b1", "device:dev-a1", "user:khong-ai-ca"} <= targets
 
     mine = listed(app, users["xadmin"], per_page=500)["events"]
-    assert mine and all(e["area_code"] in ("XA", "XA-DONG") or e["username"] in ("xadmin", "editor-a", "operator-a",
-                                                                                      "viewer-a", "newbie", "locky")
-                        for e in mine)
+    xa_people = ("xadmin", "editor-a", "operator-a", "viewer-a", "newbie", "locky", "tam")
+    assert mine and all(e["area_code"] in ("XA", "XA-DONG") or e["username"] in xa_people for e in mine)
     assert "device:dev-a1" in {e["target"] for e in mine}
     assert not {"device:dev-b1", "user:khong-ai-ca", "setting:max_upload_mb"} & {e["target"] for e in mine}
     assert not [e for e in mine if e["area_code"] == "XB"]

@@ -17,10 +17,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from dateutil.rrule import rrulestr
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from server.app import create_app
 from server.directory import create_area, create_user, register_device
-from server.models import AreaAlias
+from server.models import AreaAlias, AuditEvent
 from server.permissions import Role
 from server.runtime import Runtime
 from server.settings import load_settings
@@ -321,6 +322,11 @@ def test_a_normal_bulletin_waits_in_each_commune_inbox(api: Api, province_conten
     assert final["c-b"]["status"] == "declined" and final["c-b"]["reason"] == "Đã phát hôm qua"
     twice = api.post(f"/api/v1/inbox/{mine[0]['id']}/schedule", "editor", {"timing": {"kind": "once", "at": at(900)}})
     assert twice.status_code == 409
+    with api.runtime.db.session() as db:  # both decisions are in the audit trail, by whom and on what
+        trail = {(e.action, e.target, e.username, e.result) for e in db.scalars(
+            select(AuditEvent).where(AuditEvent.action.in_(["inbox.decline", "inbox.schedule"])))}
+    assert ("inbox.decline", f"broadcast:{bulletin['id']}", "editor.b", "") in trail
+    assert ("inbox.schedule", f"broadcast:{local['id']}", "editor", "submitted") in trail
 
 
 def test_a_priority_bulletin_goes_into_the_next_programme(api: Api, province_content: dict[str, Any]) -> None:
