@@ -16,6 +16,7 @@ Example (every key: deploy/agent/agent.toml.example; operations: docs/operations
     backend = "alsa"            # or "file" (writes what it would play; tests and simulator)
     device = "default"
     fallback_file = "/var/lib/loa-agent/fallback.mp3"
+    output_latency_ms = 0       # measured delay from output start to sound; started that much earlier
 
     [amplifier]
     gpio_pin = 17               # BCM number of the relay; absent: no relay
@@ -41,11 +42,13 @@ from agents.errors import ConfigError
 from agents.protocol import valid_agent_id, valid_group_id
 from agents.start_timing import START_GUARD_S
 
+MAX_OUTPUT_LATENCY_MS = 1000.0
+"""More than this is not an output delay but a misconfigured sound server (and would eat the pre-roll)."""
 _TOP_KEYS = {"agent_id", "state_dir", "mqtt", "http", "player", "agent", "amplifier", "volume", "cache", "clock"}
 _SECTION_KEYS = {
     "mqtt": {"url", "username", "password", "password_file", "keepalive_s", "ca_file"},
     "http": {"token", "token_file", "timeout_s"},
-    "player": {"backend", "sink", "device", "ffmpeg", "play_command", "fallback_file"},
+    "player": {"backend", "sink", "device", "ffmpeg", "play_command", "fallback_file", "output_latency_ms"},
     "agent": {"heartbeat_s", "groups", "outbox_resend_s", "allow_reboot", "reboot_command"},
     "amplifier": {"gpio_pin", "active_high", "warmup_s", "hold_s"},
     "volume": {"backend", "card", "control", "file", "normal_percent", "emergency_percent"},
@@ -96,6 +99,9 @@ class AgentConfig:
     durable_journal: bool = True
     memory_journal: bool = False
     """The simulator's agents keep their journal in memory (see `agents.journal.Journal`); never on a Pi."""
+    output_latency_ms: float = 0.0
+    """From a sample written to the player to sound at the horn (ALSA buffer start, card, amplifier),
+    measured on site: the output starts this much before play_at so that the sound emerges at it."""
     preroll_s: float = 0.25
     """How long before an item's start its checks run (a simulator with many agents in one loop needs more)."""
     start_guard_s: float = START_GUARD_S
@@ -201,6 +207,9 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, source: str = "config")
         raise fail("agent.groups must be a list of group ids (lowercase letters, digits, '.', '-', '_')")
     play_command = command("player", "play_command", ["aplay", "-q"])
     fallback = text("player", "fallback_file")
+    output_latency_ms = number("player", "output_latency_ms", 0.0, 0.0)
+    if output_latency_ms > MAX_OUTPUT_LATENCY_MS:
+        raise fail(f"player.output_latency_ms must be at most {MAX_OUTPUT_LATENCY_MS:g} (measured, not guessed)")
     if fallback and not (base_dir / fallback).is_file():
         raise fail(f"player.fallback_file {base_dir / fallback} does not exist")
     gpio_pin = sections["amplifier"].get("gpio_pin")
@@ -239,6 +248,7 @@ def parse_config(raw: dict[str, Any], *, base_dir: Path, source: str = "config")
         groups=tuple(groups),
         mqtt_ca_file=(base_dir / ca_file).resolve() if ca_file else None,
         fallback_file=(base_dir / fallback).resolve() if fallback else None,
+        output_latency_ms=output_latency_ms,
         gpio_pin=gpio_pin,
         gpio_active_high=flag("amplifier", "active_high", True),
         amplifier_warmup_s=number("amplifier", "warmup_s", 2.0, 0.0),

@@ -82,6 +82,10 @@ class Playout(Reporting):
                    if i.id != running_id and self._journal.handled(i.id) in (None, SUSPENDED)]
         return sorted(pending, key=lambda i: (i.play_at, -i.priority, i.id))
 
+    def _output_at(self, item: PlanItem) -> float:
+        """When the output of ``item`` starts: its play_at less the output path's delay to sound."""
+        return item.play_at.timestamp() - self.settings.output_latency_s
+
     def _preempts(self, item: PlanItem) -> bool:
         running = self._running
         return running is None or item.priority > running.item.priority
@@ -91,7 +95,7 @@ class Playout(Reporting):
             self._dirty = False
             pending = self._pending_items()
             now = self._clock.time()
-            due = [i for i in pending if i.play_at.timestamp() <= now]
+            due = [i for i in pending if self._output_at(i) <= now]
             running = self._running
             if due:
                 # Among everything due: the highest priority first, then the earliest.
@@ -111,7 +115,7 @@ class Playout(Reporting):
                 await self._sleep_until(None)
                 continue
             upcoming = pending[0]
-            at = upcoming.play_at.timestamp()
+            at = self._output_at(upcoming)
             warmup = self.amplifier.warmup_s
             if running is None and at - now > warmup:
                 self.amplifier.release()
@@ -175,9 +179,10 @@ class Playout(Reporting):
         if running is not None:
             await self._cancel_running(running, "preempted", f"by {item.id}")
         now = max(self._clock.time(), at or 0.0)
+        heard = now + self.settings.output_latency_s  # when the sound of an output started now is heard
         resume = self._journal.resume_point(item.id)
         offset_ms = 0
-        if item.stop_at is not None and now >= item.stop_at.timestamp():
+        if item.stop_at is not None and heard >= item.stop_at.timestamp():
             self._drop(item, "skipped", f"its stop_at {item.stop_at.isoformat()} has passed")
             return None
         if resume is not None:
@@ -186,7 +191,7 @@ class Playout(Reporting):
                 self._drop(item, "skipped", f"not resumed: cut {now - suspended_at:.0f} s ago")
                 return None
         else:
-            lateness_ms = (now - item.play_at.timestamp()) * 1000
+            lateness_ms = (heard - item.play_at.timestamp()) * 1000
             if lateness_ms > item.max_late_ms:
                 self._drop(item, "skipped", f"{lateness_ms:.0f} ms late")
                 return None
@@ -223,7 +228,7 @@ class Playout(Reporting):
             # the instant here; creating the task and bookkeeping follow a loop turn later.
             if self._dirty and not self._still_wanted(run.item):
                 return False
-            run.started_at = self._clock.time()
+            run.started_at = self._clock.time() + self.settings.output_latency_s  # heard from then
             return True
 
         if at is None or at <= self._clock.time():
@@ -284,7 +289,7 @@ class Playout(Reporting):
         if stop_at is None:
             return
         loop = asyncio.get_running_loop()
-        delay = max(0.0, stop_at.timestamp() - self._clock.time())
+        delay = max(0.0, stop_at.timestamp() - self.settings.output_latency_s - self._clock.time())
         run.stop_timer = loop.call_at(loop.time() + delay, self._cancel_nowait, run, "trimmed",
                                       f"hard stop at {stop_at.isoformat()}")
 

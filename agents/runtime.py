@@ -81,7 +81,8 @@ class AgentRuntime:
             groups=config.groups, fallback_file=config.fallback_file, allow_reboot=config.allow_reboot,
             reboot_command=config.reboot_command, ntp_fault_ms=config.ntp_fault_ms,
             server_clock_fault_ms=config.server_clock_fault_ms, state_dir=config.state_dir,
-            preroll_s=config.preroll_s, start_guard_s=config.start_guard_s)
+            preroll_s=config.preroll_s, start_guard_s=config.start_guard_s,
+            output_latency_s=config.output_latency_ms / 1000)
         address = BrokerAddress.parse(config.mqtt_url, username=config.mqtt_username,
                                       password=config.mqtt_password,
                                       ca_file=str(config.mqtt_ca_file) if config.mqtt_ca_file else None)

@@ -299,3 +299,12 @@ def test_string_value_of_the_wrong_type(tmp_path: Path) -> None:
 @pytest.mark.parametrize("value", ["nan", "inf"])
 def test_non_finite_heartbeat(tmp_path: Path, value: str) -> None:
     config_error(tmp_path, MINIMAL + f"\n[agent]\nheartbeat_s = {value}\n", "agent.heartbeat_s")
+
+
+def test_output_latency_is_read_in_milliseconds_and_bounded(tmp_path: Path) -> None:
+    assert load_text(tmp_path, MINIMAL).output_latency_ms == 0.0
+    with_latency = MINIMAL + '\n[player]\noutput_latency_ms = 85.5\n'
+    assert load_text(tmp_path, with_latency).output_latency_ms == 85.5
+    config_error(tmp_path, MINIMAL + '\n[player]\noutput_latency_ms = -5\n', "player.output_latency_ms", ">= 0")
+    config_error(tmp_path, MINIMAL + '\n[player]\noutput_latency_ms = 2500\n', "at most 1000")
+    config_error(tmp_path, MINIMAL + '\n[player]\noutput_latency_ms = "fast"\n', "player.output_latency_ms")

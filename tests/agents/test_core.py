@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from agents.agent_state import AgentSettings
 from agents.protocol import (
     AsRunEvent,
     Command,
@@ -62,6 +63,29 @@ async def test_plays_a_plan_item_on_time_and_reports_it(h: Harness) -> None:
     assert kinds(h) == [("i1", "started"), ("i1", "finished")]
     acks = [p.message() for p in h.link.on("plan/ack")]
     assert acks and isinstance(acks[0], PlanAck) and acks[0].status == "ok" and acks[0].version == 1
+
+
+async def test_the_output_starts_early_by_the_output_latency_and_is_heard_on_time(tmp_path: Path) -> None:
+    settings = AgentSettings(agent_id=AGENT, heartbeat_s=3600, outbox_resend_s=3600, output_latency_s=0.12)
+    h = await make_agent(tmp_path, settings=settings)
+    try:
+        first = item("i1", 0.5)
+        h.agent.on_message(Topics.plan(AGENT), plan(1, first))
+        await settle(1.1)
+        assert [p.item_id for p in h.player.plays] == ["i1"]
+        error_ms = (h.player.plays[0].started_at - first.play_at.timestamp()) * 1000
+        assert -121 <= error_ms <= -100, f"output started {error_ms:.1f} ms from play_at, not 120 ms before"
+        started = next(e for e in events(h) if e.kind == "started")
+        heard_ms = (started.at - first.play_at).total_seconds() * 1000
+        assert -1 <= heard_ms <= 20, f"as-run says heard {heard_ms:.1f} ms off play_at"
+        # Lateness is judged on when the sound would be heard: 1 s late plus 120 ms of output delay is past
+        # a 1,050 ms limit (without the delay it would still have played).
+        late = item("late", -1.0, max_late_ms=1050)
+        h.agent.on_message(Topics.plan(AGENT), plan(2, first, late))
+        await settle(0.3)
+        assert ("late", "skipped") in kinds(h)
+    finally:
+        await h.close()
 
 
 async def test_outbox_keeps_events_until_the_server_acks_them(h: Harness) -> None:
