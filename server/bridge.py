@@ -128,6 +128,10 @@ class MqttBridge:
     def publish_plan(self, plan: PublishedPlan) -> None:
         self._publish(Topics.plan(plan.agent_id), plan.payload, retain=True)
 
+    def clear_plan(self, agent_id: str) -> None:
+        """Remove a removed device's retained plan from the broker (an empty retained message does that)."""
+        self._publish(Topics.plan(agent_id), b"", retain=True)
+
     def publish_clock(self) -> None:
         """A time sample for the agents' offset estimate: stamped on the loop thread right before it is
         handed to the socket, QoS 0 and not retained (a late or stored sample would only mislead)."""

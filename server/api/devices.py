@@ -191,6 +191,7 @@ def delete_device(agent_id: str, db: DbSession, principal: CurrentPrincipal, run
     db.delete(device)
     db.commit()
     runtime.broker_accounts.sync()
+    runtime.bridge.clear_plan(agent_id)  # what it would have aired stays off the broker too
     runtime.planner.recompile()
 
 

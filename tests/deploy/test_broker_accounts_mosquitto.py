@@ -4,6 +4,7 @@ API v1 and watch what the broker lets in (the repository's ACL file, the server'
 from __future__ import annotations
 
 import getpass
+import queue
 import shutil
 import subprocess
 import threading
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from agents.protocol import Topics
 from server.app import create_app
 from server.directory import create_area, create_user
 from server.permissions import Role
@@ -56,6 +58,19 @@ def eventually(port: int, username: str, password: str, *, allowed: bool, timeou
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
+
+
+def retained(port: int, topic: str) -> bytes | None:
+    """The retained message on `topic`, read as the server's account (None when there is none)."""
+    client = Client(port, SERVER_USER, SERVER_PASSWORD)
+    try:
+        assert client.wait_connected() and client.subscribe(topic)
+        try:
+            return client.messages.get(timeout=0.5)[1]
+        except queue.Empty:
+            return None
+    finally:
+        client.close()
 
 
 @pytest.fixture
@@ -116,8 +131,13 @@ def test_register_rotate_and_remove_take_effect_on_the_broker_at_once(setup: Set
     assert dropped.wait(5)  # Mosquitto re-checks connected clients when it reloads: the old session ends too
     online.close()
 
+    plan_topic = Topics.plan("tq-xa-c01")
+    assert retained(setup.port, plan_topic) is not None  # the planner published its (empty) plan, retained
     removed = setup.client.delete("/api/v1/devices/tq-xa-c01", headers=setup.headers)
     assert removed.status_code == 204
+    deadline = time.monotonic() + 5
+    while retained(setup.port, plan_topic) is not None:  # the server cleared it from the broker
+        assert time.monotonic() < deadline, "the removed device's plan is still retained on the broker"
     assert eventually(setup.port, "tq-xa-c01", second, allowed=False)
     assert connects(setup.port, SERVER_USER, SERVER_PASSWORD)
     assert "tq-xa-c01" not in setup.password_file.read_text()
