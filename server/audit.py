@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 ACTIONS: tuple[str, ...] = (
     "auth.login", "auth.logout", "auth.password_change", "auth.login_failed", "auth.lockout",
-    "device.command", "device.register", "device.edit", "device.rotate_secret", "device.delete",
+    "device.command", "server.command", "device.register", "device.edit", "device.rotate_secret", "device.delete",
     "broadcast.create", "broadcast.update", "broadcast.delete", "broadcast.submit", "broadcast.approve",
     "broadcast.reject", "broadcast.cancel",
     "emergency.send", "emergency.confirm", "emergency.reject", "emergency.cancel",

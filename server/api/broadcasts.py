@@ -106,7 +106,14 @@ def fan_out_now(runtime: Runtime, db: Session, broadcast: Broadcast) -> None:
 
 
 def _send(runtime: Runtime, db: Session, broadcast: Broadcast, command: Command) -> None:
+    """Send what a person's action sets off (an emergency's play_now, a cancel's stop), and keep it in the
+    audit trail as the server's own act, next to the person's."""
     areas, devices = target_codes(db, broadcast)
+    audit.record(db, None, "server.command", target=f"broadcast:{broadcast.id}", area_id=broadcast.area_id,
+                 details={"command": command.name, "command_id": command.id, "area_codes": list(areas),
+                          "agent_ids": list(devices), "expires_at": command.expires_at.isoformat()},
+                 ref=command.id, username=runtime.settings.server_id)
+    db.commit()
     for code in areas:
         runtime.bridge.send_command(command, group_id=f"area-{code.lower()}")
     for agent_id in devices:

@@ -184,12 +184,17 @@ def test_a_broadcast_life_cycle_writes_one_event_per_step(app: AccountsApp, user
         since = last_id(app)
         response = app.client.post(path, headers=users[username], json=body)
         assert response.status_code == 200, (action, response.text)
-        event = only_event(app, since)
+        found = events_since(app, since)
+        event = found[0]
         check(event, app, action=action, username=username, target=target, area="XA")
         if action == "broadcast.reject":
             assert event.details["comment"] == "Đổi giờ" and event.result == "rejected"
         if action == "broadcast.cancel":
             assert event.details["reason"] == "Hoãn họp" and event.result == "cancelled"
+            # The cancel sends a stop to the clusters: the server's own act, right after the person's.
+            assert [(e.action, e.details["command"]) for e in found[1:]] == [("server.command", "stop")]
+        else:
+            assert len(found) == 1, [e.action for e in found]
 
 
 def test_an_emergency_without_the_typed_name_or_the_role_is_recorded_as_refused(
@@ -246,17 +251,23 @@ def test_an_emergency_sent_confirmed_and_cancelled_is_in_the_trail(
         confirmed = app.client.post(f"/api/v1/broadcasts/{emergency}/review", headers=users["approver"],
                                     json={"approve": True, "comment": "Xác nhận"})
         assert confirmed.status_code == 200, confirmed.text
-        event = only_event(app, since)
+        event, fan_out = events_since(app, since)  # the person's act, then the server's command it set off
         check(event, app, action="emergency.confirm", username="approver", target=f"broadcast:{emergency}",
               area="XA")
         assert event.result == "approved" and event.details["comment"] == "Xác nhận"
+        assert (fan_out.action, fan_out.user_id, fan_out.username, fan_out.target) == (
+            "server.command", None, "loa-server", f"broadcast:{emergency}")
+        assert fan_out.details["command"] == "play_now" and fan_out.details["area_codes"] == ["XA"]
+        assert fan_out.ref == fan_out.details["command_id"]
 
         since = last_id(app)
         cancelled = app.client.post(f"/api/v1/broadcasts/{emergency}/cancel", headers=users["editor-a"],
                                     json={"reason": "Diễn tập xong"})
         assert cancelled.status_code == 200, cancelled.text
-        check(only_event(app, since), app, action="emergency.cancel", username="editor-a",
-              target=f"broadcast:{emergency}", area="XA")
+        event, stop = events_since(app, since)
+        check(event, app, action="emergency.cancel", username="editor-a", target=f"broadcast:{emergency}", area="XA")
+        assert (stop.action, stop.details["command"], stop.target) == (
+            "server.command", "stop", f"broadcast:{emergency}")
     finally:
         app.client.put("/api/v1/settings", headers=users["padmin"], json={"values": {"emergency_confirmation": None}})
 
