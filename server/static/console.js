@@ -129,7 +129,8 @@
 
   /**
    * The words for an API error body: a coded error ({"error": {"code", …}}) in the page's language from
-   * the "err_<code>" message with {field} placeholders filled in, else the API's own "detail".
+   * the "err_<code>" message with {field} placeholders filled in, else the API's "message" (already in the
+   * language of the console's cookie), else its "detail".
    */
   function errorText(data) {
     var coded = data && data.error && typeof data.error.code === "string" ? data.error : null;
@@ -139,6 +140,7 @@
         return Object.prototype.hasOwnProperty.call(coded, field) ? String(coded[field]) : all;
       });
     }
+    if (data && typeof data.message === "string") { return data.message; }
     return data && typeof data.detail === "string" ? data.detail : message("error_generic");
   }
 
