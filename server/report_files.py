@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from html import escape
 from zoneinfo import ZoneInfo
 
+from server.console.i18n import translate
 from server.reports import MonthlyReport, ReportLine, Tally
 
 TITLE = "BÁO CÁO HOẠT ĐỘNG TRUYỀN THANH CƠ SỞ"
@@ -116,24 +117,29 @@ def to_xlsx(report: MonthlyReport) -> bytes:
 
 
 def chart_svg(report: MonthlyReport) -> str:
-    """Minutes aired by category as horizontal bars, with each bar's success rate (no script, no CDN)."""
+    """Minutes aired by category as horizontal bars, with each bar's success rate (no script, no CDN).
+
+    Worded in the console's current language (`server.console.i18n.speaking`), like the page around it.
+    """
     lines = report.by_category
     bar_h, gap, label_w, bar_w, value_w = 22, 8, 190, 420, 150
     height = len(lines) * (bar_h + gap) + gap + 20
     width = label_w + bar_w + value_w
     top = max((line.tally.minutes for line in lines), default=0.0) or 1.0
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" class="report-chart" '
-             f'role="img" aria-labelledby="chart-title"><title id="chart-title">Số phút phát theo lĩnh vực, '
-             f'tháng {report.month.label}</title>']
+             f'role="img" aria-labelledby="chart-title"><title id="chart-title">'
+             f'{escape(translate("Số phút phát theo lĩnh vực, tháng %(month)s", month=report.month.label))}'
+             f'</title>']
     for index, line in enumerate(lines):
         y = gap + index * (bar_h + gap)
         length = 0 if line.tally.minutes <= 0 else max(2.0, bar_w * line.tally.minutes / top)
         rate = line.tally.success_rate
-        value = f"{line.tally.minutes:g} phút" + (f" · {rate:g}%" if rate is not None else "")
+        value = translate("%(minutes)s phút", minutes=f"{line.tally.minutes:g}") + (
+            f" · {rate:g}%" if rate is not None else "")
         parts.append(
             f'<g class="bar" data-category="{escape(line.key)}" data-minutes="{line.tally.minutes:g}">'
             f'<text x="{label_w - 8}" y="{y + bar_h * 0.7:.1f}" text-anchor="end" font-size="13">'
-            f'{escape(line.label)}</text>'
+            f'{escape(translate(line.label))}</text>'
             f'<rect x="{label_w}" y="{y}" width="{length:.1f}" height="{bar_h}" rx="3" fill="#0b5cad"/>'
             f'<text x="{label_w + length + 6:.1f}" y="{y + bar_h * 0.7:.1f}" font-size="12" fill="#1d2630">'
             f'{escape(value)}</text></g>')
@@ -141,7 +147,7 @@ def chart_svg(report: MonthlyReport) -> str:
     parts.append(f'<line x1="{label_w}" y1="{axis_y}" x2="{label_w + bar_w}" y2="{axis_y}" stroke="#9aa7b3"/>'
                  f'<text x="{label_w}" y="{height - 2}" font-size="11" fill="#5d6b78">0</text>'
                  f'<text x="{label_w + bar_w}" y="{height - 2}" font-size="11" fill="#5d6b78" text-anchor="end">'
-                 f'{top:g} phút</text></svg>')
+                 f'{escape(translate("%(minutes)s phút", minutes=f"{top:g}"))}</text></svg>')
     return "".join(parts)
 
 

@@ -29,9 +29,11 @@ from server.api.deps import SESSION_COOKIE, DbSession, RuntimeDep
 from server.app_settings import require_installation_admin, setting_states
 from server.audit import ACTIONS, OUTCOMES
 from server.categories import CATEGORIES
+from server.console.i18n import LANG_COOKIE, language_of, speaking
 from server.console.routes import DEFAULT_TIMEZONE, _page_context, _render, _to_login, active_session, safe_next
 from server.coordinates import LATITUDE_RANGE, LONGITUDE_RANGE
 from server.directory import ActiveSession, PasswordChangeRequired, load_tree, resolve_session, visible_devices
+from server.error_texts import translated
 from server.errors import Forbidden, Invalid, NotFound, Unauthorized
 from server.models import Area, AreaAlias, LexiconEntry
 from server.permissions import Action, Role
@@ -280,7 +282,7 @@ def get_reports_page(request: Request, db: DbSession, runtime: RuntimeDep,
         try:
             chosen = Month.parse(month)
         except Invalid as exc:
-            context["error"] = str(exc)
+            context["error"] = translated(str(exc), language_of(request.cookies.get(LANG_COOKIE)))
     code = area_code or (areas[0].code if areas else None)
     context.update(month=chosen, area_code=code or "")
     if code is not None and not context["error"]:
@@ -289,5 +291,7 @@ def get_reports_page(request: Request, db: DbSession, runtime: RuntimeDep,
         except NotFound:
             return _render(request, "refusal.html", {**_page_context(active), "status": 404}, runtime,
                            status_code=404)
-        context.update(report=report, chart=chart_svg(report))
+        with speaking(language_of(request.cookies.get(LANG_COOKIE))):
+            chart = chart_svg(report)
+        context.update(report=report, chart=chart)
     return _render(request, "reports.html", context, runtime, status_code=422 if context["error"] else 200)

@@ -176,4 +176,10 @@ def test_the_console_pages_show_the_report_and_filtered_log(app: AccountsApp) ->
     assert log.status_code == 200 and log.text.count('data-event-id="') == 4
     assert 'data-filter-extra="category=y-te&amp;date_from=01%2F11%2F2026"' in log.text
     assert app.client.get("/console/as-run", params={"date_to": "99/99/2026"}).status_code == 422
+    assert "Số phút phát theo lĩnh vực, tháng 11/2026" in page.text and "4 phút" in page.text
+    app.client.cookies.set("loa_lang", "en")  # the chart and the month error follow the console's language
+    english = app.client.get("/console/reports", params={"area_code": "D", "month": "11/2026"}).text
+    assert "Minutes aired by category, 11/2026" in english and "4 min" in english and "4 phút" not in english
+    wrong = app.client.get("/console/reports", params={"month": "hôm qua"})
+    assert wrong.status_code == 422 and "Invalid month: enter mm/yyyy" in wrong.text
     app.client.cookies.clear()
