@@ -34,7 +34,7 @@ def test_five_wrong_passwords_lock_the_account_with_the_same_message_as_an_unkno
     locked = app.client.post("/api/v1/auth/login", json={"username": "editor-b", "password": PASSWORD})
     unknown = app.client.post("/api/v1/auth/login", json={"username": "khong-co-ai", "password": PASSWORD})
     assert locked.status_code == unknown.status_code == 401
-    assert locked.json() == unknown.json() == {"detail": LOGIN_REFUSED}
+    assert locked.json() == unknown.json() == {"detail": LOGIN_REFUSED, "message": LOGIN_REFUSED}
     app.clock.advance(seconds=59)
     assert app.try_login("editor-b", PASSWORD) == 401  # failures while locked do not extend the lock
     app.clock.advance(seconds=2)
