@@ -3,10 +3,7 @@ API v1 and watch what the broker lets in (the repository's ACL file, the server'
 
 from __future__ import annotations
 
-import getpass
 import queue
-import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -23,8 +20,7 @@ from server.permissions import Role
 from server.runtime import Runtime
 from server.security import mosquitto_password_hash
 from server.settings import Settings
-from tests.conftest import free_port, wait_port
-from tests.deploy.test_mosquitto_acl import ACL_FILE, Client
+from tests.deploy.test_mosquitto_acl import Client, mosquitto
 
 pytestmark = pytest.mark.mosquitto
 
@@ -75,19 +71,10 @@ def retained(port: int, topic: str) -> bytes | None:
 
 @pytest.fixture
 def setup(tmp_path: Path) -> Iterator[Setup]:
-    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(binary).exists():
-        pytest.fail("mosquitto binary not found: install the Debian package 'mosquitto'")
     password_file = tmp_path / "loa.passwd"
     # The broker needs a file to start with; the server rewrites it at its own start.
     password_file.write_text(f"{SERVER_USER}:{mosquitto_password_hash(SERVER_PASSWORD)}\n")
-    port = free_port()
-    conf = tmp_path / "mosquitto.conf"
-    conf.write_text(f"user {getpass.getuser()}\nlistener {port} 127.0.0.1\npersistence false\n"
-                    f"allow_anonymous false\npassword_file {password_file}\nacl_file {ACL_FILE}\n")
-    broker = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_port("127.0.0.1", port, timeout=5)
+    with mosquitto(tmp_path, password_file) as (port, broker):
         settings = Settings(data_dir=tmp_path / "data", embedded_broker=False, broker_url=f"mqtt://127.0.0.1:{port}",
                             broker_username=SERVER_USER, broker_password=SERVER_PASSWORD, tts_online=False,
                             broker_password_file=password_file,
@@ -104,9 +91,6 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
             client.cookies.clear()
             yield Setup(client=client, runtime=runtime, port=port,
                         headers={"Authorization": f"Bearer {login.json()['token']}"}, password_file=password_file)
-    finally:
-        broker.terminate()
-        broker.wait(10)
 
 
 def test_register_rotate_and_remove_take_effect_on_the_broker_at_once(setup: Setup) -> None:

@@ -53,12 +53,11 @@ def write_password_file(path: Path, users: dict[str, str], *, use_tool: bool = T
 
 
 @contextlib.contextmanager
-def broker(tmp: Path, *, use_tool: bool = True) -> Iterator[int]:
+def mosquitto(tmp: Path, passwords: Path) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    """A Mosquitto on a free loopback port with `passwords` and the repository's ACL: (port, process)."""
     binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(binary).exists():
         pytest.fail("mosquitto binary not found: install the Debian package 'mosquitto'")
-    passwords = tmp / "loa.passwd"
-    write_password_file(passwords, USERS, use_tool=use_tool)
     port = free_port()
     conf = tmp / "mosquitto.conf"
     # `user` = ourselves: as root, Mosquitto would otherwise switch to the 'mosquitto' user, which cannot
@@ -72,10 +71,18 @@ def broker(tmp: Path, *, use_tool: bool = True) -> Iterator[int]:
         process.kill()
         pytest.fail(f"mosquitto did not start: {process.communicate()[1].decode()[-500:]}")
     try:
-        yield port
+        yield port, process
     finally:
         process.terminate()
         process.wait(10)
+
+
+@contextlib.contextmanager
+def broker(tmp: Path, *, use_tool: bool = True) -> Iterator[int]:
+    passwords = tmp / "loa.passwd"
+    write_password_file(passwords, USERS, use_tool=use_tool)
+    with mosquitto(tmp, passwords) as (port, _process):
+        yield port
 
 
 class Client:
