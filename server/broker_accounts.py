@@ -57,10 +57,6 @@ class BrokerAccounts:
     def settings(self) -> Settings:
         return self._settings()
 
-    @property
-    def managed(self) -> bool:
-        return self.settings.broker_password_file is not None
-
     def sync(self) -> SyncOutcome:
         """Rewrite the password file if it differs from the database's devices, then reload the broker.
 
