@@ -245,10 +245,6 @@ def _matches(message: str) -> Iterator[tuple[dict[str, str], str, str]]:
         yield values, en, vi
 
 
-def has_pair(message: str) -> bool:
-    return next(_matches(message), None) is not None
-
-
 def translated(message: str, language: str) -> str:
     """`message` in `language` ("vi" or "en"); unchanged when it has no pair."""
     for values, en, vi in _matches(message):
