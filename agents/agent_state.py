@@ -51,6 +51,8 @@ class AgentSettings:
     """The checks before a start run this long ahead; the output itself starts from a timer at play_at."""
     start_guard_s: float = START_GUARD_S
     """The start timer fires this long before play_at and then holds the event loop until play_at."""
+    play_overrun_s: float = 10.0
+    """A play still running this long after its item's end is stopped and reported as failed."""
     output_latency_s: float = 0.0
     """The output path's delay to sound (config player.output_latency_ms): the output starts this much
     before play_at, so that neighbouring clusters with different sound cards are heard in step."""

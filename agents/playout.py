@@ -263,9 +263,16 @@ class Playout(Reporting):
         """Play the item; if it cannot be played, the fallback file in its place until its slot ends."""
         failure = "audio not available"
         if prepared is not None:
+            # A player that never returns (aplay blocked on a sound card that went away) must not hold the
+            # loudspeakers for ever: the event loop is alive, so the watchdog would not notice.
+            allowed_s = (run.item.audio.duration_ms - run.offset_ms) / 1000 + self.settings.play_overrun_s
             try:
-                await self._player.play(prepared, run.offset_ms, started_at=run.started_at)
+                await asyncio.wait_for(self._player.play(prepared, run.offset_ms, started_at=run.started_at),
+                                       allowed_s)
                 return
+            except TimeoutError:
+                failure = f"the player was still running {self.settings.play_overrun_s:g} s after the item's end"
+                log.error("%s: %s (%s); stopped it", self.settings.agent_id, failure, run.item.id)
             except PlaybackError as exc:
                 failure = str(exc)[:400]
         fallback = self.settings.fallback_file

@@ -76,6 +76,8 @@ class FakePlayer:
         self.speed = speed
         self.fail_items: set[str] = set()
         """Item ids whose play raises PlaybackError (a broken stream, a dead sound card)."""
+        self.hang_items: set[str] = set()
+        """Item ids whose play never returns by itself (an output blocked on a vanished sound card)."""
         self.pruned: list[set[str]] = []
 
     async def prepare(self, path: Path, item: PlanItem) -> Prepared:
@@ -91,6 +93,8 @@ class FakePlayer:
             record.ended_at = time.time()
             raise PlaybackError("sound card gone")
         try:
+            if prepared.item.id in self.hang_items:
+                await asyncio.Event().wait()
             await asyncio.sleep((prepared.item.audio.duration_ms - offset_ms) / 1000 / self.speed)
         except asyncio.CancelledError:
             record.cancelled = True

@@ -280,8 +280,8 @@ async def test_a_primed_aplay_that_is_not_played_is_stopped(tmp_path: Path) -> N
     assert not children("aplay")
 
 
-async def make_alsa_agent(tmp_path: Path, player: AlsaPlayer, data: bytes,
-                          events: list[AsRunEvent]) -> tuple[Agent, Journal, httpx.AsyncClient]:
+async def make_alsa_agent(tmp_path: Path, player: AlsaPlayer, data: bytes, events: list[AsRunEvent],
+                          **settings_args: float) -> tuple[Agent, Journal, httpx.AsyncClient]:
     journal = Journal(tmp_path / "journal.sqlite3")
     journal.start()
     http = httpx.AsyncClient(transport=serve_audio({}))
@@ -289,7 +289,8 @@ async def make_alsa_agent(tmp_path: Path, player: AlsaPlayer, data: bytes,
     cache.start()
     cache.path_for(hashlib.sha256(data).hexdigest()).write_bytes(data)
     # A long pre-roll: the recorder is a Python interpreter, which takes a while to start on a loaded machine.
-    settings = AgentSettings(agent_id="test-agent", heartbeat_s=3600, outbox_resend_s=3600, preroll_s=PREROLL_S)
+    settings = AgentSettings(agent_id="test-agent", heartbeat_s=3600, outbox_resend_s=3600, preroll_s=PREROLL_S,
+                             **settings_args)
     agent = Agent(settings, link=FakeLink(), player=player, cache=cache, journal=journal, on_event=events.append)
     agent.before_connect()
     await agent.start()
@@ -349,3 +350,29 @@ async def test_an_agent_releases_a_primed_output_when_the_item_is_withdrawn_befo
         journal.stop()
     assert not log.with_suffix(".pcm").exists() or log.with_suffix(".pcm").read_bytes() == b""
     assert not [e for e in events if e.item_id == "withdrawn" and e.kind == "started"]
+
+
+async def test_an_output_process_that_hangs_is_killed_after_the_items_end(tmp_path: Path) -> None:
+    # A player that never reads its input nor exits: what aplay does when its USB sound card is pulled out.
+    stuck = tmp_path / "stuckplayer"
+    stuck.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(600)\n")
+    stuck.chmod(stuck.stat().st_mode | stat.S_IEXEC)
+    data = tone_mp3(tmp_path / "tone.mp3", 0.5)
+    events: list[AsRunEvent] = []
+    agent, journal, http = await make_alsa_agent(
+        tmp_path, AlsaPlayer(tmp_path / "decoded", ffmpeg=ffmpeg_exe(), play_command=(str(stuck),)), data, events,
+        play_overrun_s=0.5)
+    try:
+        planned = item("hung", PREROLL_S + 0.5, duration_ms=500, data=data)
+        agent.on_message(Topics.plan("test-agent"),
+                         encode(Plan(agent_id="test-agent", version=1, issued_at=datetime.now(UTC), items=(planned,))))
+        await asyncio.sleep(planned.play_at.timestamp() - time.time() + 0.2)
+        hung = children("stuckplayer", tmp_path)
+        assert len(hung) == 1  # playing, and going nowhere
+        await asyncio.sleep(planned.play_at.timestamp() + 0.5 + 0.5 + 0.5 - time.time())
+        assert await gone(hung[0])
+        assert [e.kind for e in events if e.item_id == "hung"] == ["started", "failed"]
+    finally:
+        await agent.stop()
+        await http.aclose()
+        journal.stop()

@@ -175,6 +175,27 @@ async def test_a_failing_item_is_replaced_by_the_fallback_file_for_its_slot(tmp_
         await h.close()
 
 
+async def test_a_player_that_never_returns_is_stopped_after_the_items_end_and_the_next_item_plays(
+        tmp_path: Path) -> None:
+    h = await make_agent(tmp_path, settings=AgentSettings(agent_id=AGENT, heartbeat_s=3600, outbox_resend_s=3600,
+                                                          play_overrun_s=0.3))
+    try:
+        h.player.hang_items.add("stuck")  # e.g. aplay blocked on a USB sound card that was pulled out
+        stuck, after = item("stuck", 0.05, duration_ms=200), item("after", 1.0, duration_ms=100)
+        h.agent.on_message(Topics.plan(AGENT), plan(1, stuck, after))
+        await asyncio.sleep(1.5)
+        first, second = h.player.plays
+        assert first.item_id == "stuck" and first.cancelled and first.ended_at is not None
+        # Stopped once the item's 0.2 s plus the 0.3 s allowance had passed, not before and not much after.
+        assert 0.45 <= first.ended_at - stuck.play_at.timestamp() <= 0.7
+        failed = next(e for e in events(h) if e.item_id == "stuck" and e.kind == "failed")
+        assert "still running 0.3 s after the item's end" in failed.detail
+        assert second.item_id == "after" and not second.cancelled
+        assert kinds(h)[-2:] == [("after", "started"), ("after", "finished")]
+    finally:
+        await h.close()
+
+
 async def test_missing_audio_plays_the_fallback_and_without_one_fails_silently(tmp_path: Path) -> None:
     fallback = tmp_path / "fallback.mp3"
     fallback.write_bytes(b"backup programme audio" * 20)
