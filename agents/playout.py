@@ -267,8 +267,10 @@ class Playout(Reporting):
             # loudspeakers for ever: the event loop is alive, so the watchdog would not notice.
             allowed_s = (run.item.audio.duration_ms - run.offset_ms) / 1000 + self.settings.play_overrun_s
             try:
-                await asyncio.wait_for(self._player.play(prepared, run.offset_ms, started_at=run.started_at),
-                                       allowed_s)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for runs the play in a new task, one loop
+                # turn later, and the first samples are written at the start instant.
+                async with asyncio.timeout(allowed_s):
+                    await self._player.play(prepared, run.offset_ms, started_at=run.started_at)
                 return
             except TimeoutError:
                 failure = f"the player was still running {self.settings.play_overrun_s:g} s after the item's end"
