@@ -41,8 +41,9 @@ class Settings(BaseSettings):
     broker_static_password_file: Path | None = None
     """Accounts the server does not manage (monitoring, bridges), copied first into broker_password_file."""
     broker_reload_command: list[str] | None = None
-    """Run after broker_password_file changed, e.g. ["sudo", "-n", "systemctl", "reload", "mosquitto"];
-    None when something else reloads the broker (deploy/mosquitto/loa-broker-reload.path)."""
+    """Run after broker_password_file changed, e.g. ["kill", "-HUP", "<pid>"] when the server may signal the
+    broker; None when something else reloads it (deploy/mosquitto/loa-broker-reload.path: the shipped
+    server unit runs with NoNewPrivileges, so sudo is not an option there)."""
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8000, ge=1, le=65535)
     public_url: str = ""
