@@ -68,9 +68,12 @@ class BrokerAccounts:
             return "manual"
         with self._lock:
             try:
-                current = _read_lines(target, missing_ok=True)
-                content = self._compose(current)
-                if target.exists() and target.read_text("utf-8") == content:
+                try:
+                    before: str | None = target.read_text("utf-8")
+                except FileNotFoundError:
+                    before = None
+                content = self._compose(_parse_lines(before or "", target))
+                if content == before:
                     return "unchanged"
                 _write_atomically(target, content)
             except (OSError, UnicodeError, BrokerAccountsError) as exc:
@@ -83,7 +86,7 @@ class BrokerAccounts:
         lines: dict[str, str] = {}
         static = self.settings.broker_static_password_file
         if static is not None:
-            lines.update(_read_lines(static, missing_ok=False))
+            lines.update(_parse_lines(static.read_text("utf-8"), static))
         user, password = self.settings.broker_username, self.settings.broker_password
         if user and password and user not in lines:
             kept = current.get(user)  # the same hash as last time when it still matches: no needless reload
@@ -120,14 +123,8 @@ class BrokerAccounts:
         return True
 
 
-def _read_lines(path: Path, *, missing_ok: bool) -> dict[str, str]:
-    """username -> hash from a Mosquitto password file (blank lines and # comments skipped)."""
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        if missing_ok:
-            return {}
-        raise
+def _parse_lines(text: str, path: Path) -> dict[str, str]:
+    """username -> hash from a Mosquitto password file's text (blank lines and # comments skipped)."""
     entries: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
